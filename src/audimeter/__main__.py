@@ -1,0 +1,3 @@
+from audimeter.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""The `audimeter` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from audimeter import __version__
+from audimeter.check import run_checks
+from audimeter.config import Config, ConfigError, load_config
+from audimeter.logs import LogFormat, setup_logging
+from audimeter.runner import run
+from audimeter.store import StoreError
+
+log = logging.getLogger("audimeter")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="audimeter.toml",
+    show_default=True,
+    envvar="AUDIMETER_CONFIG",
+    help="The TOML configuration file (or the environment variable AUDIMETER_CONFIG).",
+)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(f"audimeter: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="audimeter")
+def main() -> None:
+    """Realtime listener analytics for Icecast, delivered to Matomo.
+
+    audimeter polls your streaming servers, turns every listening session into exactly one
+    Matomo visit (true start, true length, listener IP and player) and keeps listeners online
+    in Matomo's real-time widgets while they listen.
+    """
+
+
+@main.command("run")
+@config_option
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much to log.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Readable lines, or one JSON object per line.",
+)
+def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> None:
+    """Watch the sources and deliver sessions until SIGTERM or SIGINT.
+
+    Without a [matomo] table, session events are printed to stdout as JSON lines. On stop,
+    open sessions stay in the state file and continue on the next start.
+    """
+    setup_logging(log_level, log_format)
+    config = _load(config_path)
+
+    async def main_task() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop)
+
+    try:
+        asyncio.run(main_task())
+    except StoreError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+@main.command("check")
+@config_option
+def check_command(config_path: Path) -> None:
+    """Check every source and Matomo; one line per check, exit status 0 only if all pass."""
+    config = _load(config_path)
+    results = asyncio.run(run_checks(config))
+    for result in results:
+        click.echo(result.line())
+    sys.exit(0 if all(r.ok for r in results) else 1)

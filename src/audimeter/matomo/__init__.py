@@ -1,0 +1,1 @@
+"""Delivery of sessions to Matomo: the request mapping, the sink and the Reporting API client."""

@@ -1,0 +1,205 @@
+"""`audimeter run`: sources → sessionizer → store → sinks, until told to stop.
+
+Each source polls on its own schedule, so a slow server never delays another; their observations
+queue up for a single pipeline step that runs the sessionizer and commits what changed in one
+transaction before any sink sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+import httpx
+
+from audimeter import __version__
+from audimeter.config import Config, SourceConfig
+from audimeter.events import Event
+from audimeter.matomo.mapping import RequestMapper, SiteMapping
+from audimeter.matomo.sink import MatomoSink
+from audimeter.observations import Observation, Tick
+from audimeter.sessionizer import Sessionizer
+from audimeter.sinks import JsonLinesSink
+from audimeter.sources import SourceError
+from audimeter.sources.icecast import IcecastPoller
+from audimeter.store import Store
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_DRAIN_SECONDS = 5.0
+USER_AGENT = f"audimeter/{__version__}"
+
+EventListener = Callable[[list[Event]], None]
+
+
+class Pipeline:
+    """The synchronous heart: observations in, events committed and handed to the sinks."""
+
+    def __init__(
+        self,
+        store: Store,
+        sessionizer: Sessionizer,
+        mapper: RequestMapper | None,
+        listeners: Sequence[EventListener] = (),
+    ) -> None:
+        self._store = store
+        self._sessionizer = sessionizer
+        self._mapper = mapper
+        self._listeners = list(listeners)
+
+    @property
+    def sessionizer(self) -> Sessionizer:
+        return self._sessionizer
+
+    def feed(self, observations: Sequence[Observation]) -> list[Event]:
+        events: list[Event] = []
+        for observation in observations:
+            events.extend(self._sessionizer.observe(observation))
+        if not events and all(isinstance(o, Tick) for o in observations):
+            return events
+        outbox = [self._mapper.query_string(e) for e in events] if self._mapper else []
+        self._store.commit(events, self._sessionizer.mount_records(), outbox)
+        for listener in self._listeners:
+            listener(events)
+        return events
+
+
+def build_sessionizer(config: Config, store: Store) -> Sessionizer:
+    catchup = config.matomo.visit_length - 1 if config.matomo else None
+    return Sessionizer(
+        keepalive_interval=config.effective_keepalive,
+        outage_grace=max(s.outage_grace for s in config.sources),
+        source_graces={s.name: s.outage_grace for s in config.sources},
+        catchup_gap=catchup,
+        mounts=store.load_mounts(),
+        sessions=store.load_sessions(),
+    )
+
+
+def source_client(source: SourceConfig) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=source.timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+    )
+
+
+class _SourceHealth:
+    """Logs a source's failures once per change, not once per poll."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._problem: str | None = None
+
+    def failed(self, problem: str) -> None:
+        if problem != self._problem:
+            log.warning("%s (retrying every poll)", problem)
+        self._problem = problem
+
+    def succeeded(self) -> None:
+        if self._problem is not None:
+            log.info("source %s: answering again", self._name)
+        self._problem = None
+
+
+async def _poll_forever(poller: IcecastPoller, queue: asyncio.Queue[list[Observation]]) -> None:
+    health = _SourceHealth(poller.name)
+    interval = poller.config.poll_interval
+    while True:
+        started = time.monotonic()
+        try:
+            observations = await poller.poll()
+        except SourceError as exc:
+            health.failed(str(exc))
+        else:
+            health.succeeded()
+            await queue.put(observations)
+        await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
+
+
+async def run(config: Config, stop: asyncio.Event, out: TextIO = sys.stdout) -> None:
+    """Run until `stop` is set; open sessions stay in the store for the next run."""
+    store = Store.open(config.state.path)
+    try:
+        await _run(config, store, stop, out)
+    finally:
+        store.close()
+
+
+async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -> None:
+    sessionizer = build_sessionizer(config, store)
+    resumed = sum(1 for _ in sessionizer.sessions())
+    listeners: list[EventListener] = []
+    mapper: RequestMapper | None = None
+    sink: MatomoSink | None = None
+    exit_stack = contextlib.AsyncExitStack()
+    async with exit_stack:
+        matomo = config.matomo
+        if matomo is not None:
+            mapper = RequestMapper(
+                store.salt(),
+                {s.name: SiteMapping(matomo.site_id, s.base_url) for s in config.sources},
+            )
+            matomo_client = await exit_stack.enter_async_context(
+                httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})
+            )
+            sink = MatomoSink(
+                store,
+                matomo_client,
+                tracking_url=matomo.tracking_url,
+                token_auth=matomo.token_auth.get_secret_value(),
+                batch_size=matomo.batch_size,
+            )
+            listeners.append(lambda events: sink.notify() if events else None)
+        else:
+            listeners.append(JsonLinesSink(out))
+        pipeline = Pipeline(store, sessionizer, mapper, listeners)
+
+        for warning in config.warnings():
+            log.warning("config: %s", warning)
+        log.info(
+            "audimeter %s: %d source(s) (%s), %s; state in %s, %d open session(s) resumed",
+            __version__,
+            len(config.sources),
+            ", ".join(f"{s.name} every {s.poll_interval:g} s" for s in config.sources),
+            f"Matomo site {matomo.site_id} at {matomo.url}" if matomo else "events to stdout",
+            config.state.path,
+            resumed,
+        )
+
+        queue: asyncio.Queue[list[Observation]] = asyncio.Queue()
+        tasks = []
+        for source in config.sources:
+            client = await exit_stack.enter_async_context(source_client(source))
+            tasks.append(asyncio.create_task(_poll_forever(IcecastPoller(source, client), queue)))
+        if sink is not None:
+            tasks.append(asyncio.create_task(sink.run()))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                getting = asyncio.create_task(queue.get())
+                await asyncio.wait(
+                    {getting, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getting.done():
+                    pipeline.feed(getting.result())
+                else:
+                    getting.cancel()
+                pipeline.feed([Tick(int(time.time()))])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stopping.cancel()
+            while not queue.empty():
+                pipeline.feed(queue.get_nowait())
+        if sink is not None:
+            await sink.drain(SHUTDOWN_DRAIN_SECONDS)
+        log.info(
+            "stopped; %d open session(s) kept in %s",
+            sum(1 for _ in sessionizer.sessions()),
+            config.state.path,
+        )

@@ -1,0 +1,220 @@
+"""The sessionizer: turns observations of streaming servers into listening sessions.
+
+Theory of operation
+-------------------
+A *session* is one listener connection, keyed by (source, server instance, mount, client id).
+Servers hand out client ids from a counter that restarts with the process, so the instance (the
+server's start time) is part of the key.
+
+The sessionizer is a pure state machine: `observe(observation)` returns the events that follow
+from it, and nothing else changes the state. It never reads a clock and does no I/O, so the same
+observations always give the same events; time arrives inside the observations.
+
+* `MountPolled` is the complete listener list of one mount at time `at`. A listener not seen before
+  starts a session at `at - connected` (never before the mount's previous poll: whoever was there
+  then was listed then). A session whose listener is missing ends at the mount's previous poll,
+  the last moment it was known to be connected. A listener still there gets a keep-alive for every
+  multiple of `keepalive_interval` after its start that has passed since the previous poll, so a
+  listener first seen hours into a session gets the keep-alives of those hours at once. Those that
+  lie in the past are thinned out to one every `catchup_gap` seconds (rounded down to a multiple of
+  the interval): they only need to keep the visit whole, not the listener online.
+* `SourceSeen` names the server instance and its live mounts. A new instance means the server
+  restarted: every session of the old one ends. A mount no longer listed ends its sessions.
+* `Tick` lets time pass. A failed poll is no observation at all: the sessions it would have
+  confirmed are in an unknown state, and end (at their last sighting) only once `at` is more than
+  the source's outage grace after that sighting.
+
+Per mount, the state is the time of its last successful poll (`last_seen`) and the open sessions.
+Each open session was present at that poll, so its last sighting and the keep-alives already
+emitted follow from `last_seen` and need no state of their own; this keeps what must be stored
+per poll down to one row per mount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from audimeter.events import (
+    EndReason,
+    Event,
+    Session,
+    SessionEnded,
+    SessionKeptAlive,
+    SessionStarted,
+)
+from audimeter.observations import MountPolled, Observation, SourceSeen, Tick
+
+
+@dataclass(frozen=True, slots=True)
+class MountRecord:
+    """What must be stored per mount to resume after a restart."""
+
+    source: str
+    instance: str
+    mount: str
+    last_seen: int
+
+
+@dataclass(slots=True)
+class _Mount:
+    source: str
+    instance: str
+    mount: str
+    last_seen: int
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+
+class Sessionizer:
+    def __init__(
+        self,
+        *,
+        keepalive_interval: int,
+        outage_grace: int,
+        source_graces: Mapping[str, int] | None = None,
+        catchup_gap: int | None = None,
+        mounts: Iterable[MountRecord] = (),
+        sessions: Iterable[Session] = (),
+    ) -> None:
+        if keepalive_interval < 1:
+            raise ValueError("keepalive_interval must be at least 1 second")
+        self._interval = keepalive_interval
+        self._catchup = max(keepalive_interval, catchup_gap or 0)
+        self._grace = outage_grace
+        self._source_graces = dict(source_graces or {})
+        self._mounts: dict[tuple[str, str], _Mount] = {}
+        self._instances: dict[str, str] = {}
+        self._slots: dict[tuple[str, str], set[int]] = {}
+        for record in mounts:
+            self._mounts[(record.source, record.mount)] = _Mount(
+                record.source, record.instance, record.mount, record.last_seen
+            )
+            self._instances[record.source] = record.instance
+        for session in sessions:
+            state = self._mounts.get((session.source, session.mount))
+            if state is None or state.instance != session.instance:
+                raise ValueError(
+                    f"stored session {session.key} has no stored mount: the state is inconsistent"
+                )
+            state.sessions[session.client_id] = session
+            self._slots.setdefault((session.ip, session.user_agent), set()).add(session.slot)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def sessions(self) -> Iterator[Session]:
+        for state in self._mounts.values():
+            yield from state.sessions.values()
+
+    def mount_records(self) -> list[MountRecord]:
+        return [
+            MountRecord(m.source, m.instance, m.mount, m.last_seen) for m in self._mounts.values()
+        ]
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def observe(self, observation: Observation) -> list[Event]:
+        events: list[Event] = []
+        if isinstance(observation, MountPolled):
+            self._check_instance(observation.source, observation.instance, events)
+            self._mount_polled(observation, events)
+        elif isinstance(observation, SourceSeen):
+            self._check_instance(observation.source, observation.instance, events)
+            for key, state in list(self._mounts.items()):
+                if state.source == observation.source and state.mount not in observation.mounts:
+                    self._end_all(state, EndReason.MOUNT_REMOVED, events)
+                    del self._mounts[key]
+        elif isinstance(observation, Tick):
+            for state in self._mounts.values():
+                grace = self._source_graces.get(state.source, self._grace)
+                if state.sessions and observation.at - state.last_seen > grace:
+                    self._end_all(state, EndReason.SOURCE_LOST, events)
+        return events
+
+    def _check_instance(self, source: str, instance: str, events: list[Event]) -> None:
+        known = self._instances.get(source)
+        if known == instance:
+            return
+        self._instances[source] = instance
+        if known is None:
+            return
+        for key, state in list(self._mounts.items()):
+            if state.source == source:
+                self._end_all(state, EndReason.SERVER_RESTARTED, events)
+                del self._mounts[key]
+
+    def _mount_polled(self, obs: MountPolled, events: list[Event]) -> None:
+        key = (obs.source, obs.mount)
+        state = self._mounts.get(key)
+        first_poll = state is None
+        if state is None:
+            state = self._mounts[key] = _Mount(obs.source, obs.instance, obs.mount, obs.at)
+        last_seen = state.last_seen
+        # A clock that steps back must not make time run backwards inside a session.
+        at = max(obs.at, last_seen)
+        present = {listener.client_id: listener for listener in obs.listeners}
+        sessions = state.sessions
+
+        for client_id in [c for c in sessions if c not in present]:
+            events.append(self._ended(sessions.pop(client_id), last_seen, EndReason.LEFT))
+
+        interval = self._interval
+        for client_id, listener in present.items():
+            known = sessions.get(client_id)
+            if known is None:
+                start = at - max(listener.connected, 0)
+                if not first_poll and start < last_seen:
+                    start = last_seen
+                session = Session(
+                    source=obs.source,
+                    instance=obs.instance,
+                    mount=obs.mount,
+                    client_id=client_id,
+                    ip=listener.ip,
+                    user_agent=listener.user_agent,
+                    referrer=listener.referrer,
+                    started_at=start,
+                    slot=self._take_slot(listener.ip, listener.user_agent),
+                )
+                sessions[client_id] = session
+                events.append(SessionStarted(session))
+                previous = start
+            else:
+                session = known
+                start = session.started_at
+                previous = start + (last_seen - start) // interval * interval
+            due = previous + interval
+            if due > at:
+                continue
+            last_due = start + (at - start) // interval * interval
+            while due < last_due:
+                # Skip a keep-alive when the next one still comes within the catch-up gap.
+                if due + interval - previous > self._catchup:
+                    events.append(SessionKeptAlive(session, due, previous))
+                    previous = due
+                due += interval
+            events.append(SessionKeptAlive(session, last_due, previous))
+        state.last_seen = at
+
+    def _end_all(self, state: _Mount, reason: EndReason, events: list[Event]) -> None:
+        for session in state.sessions.values():
+            events.append(self._ended(session, state.last_seen, reason))
+        state.sessions = {}
+
+    def _ended(self, session: Session, last_seen: int, reason: EndReason) -> SessionEnded:
+        start = session.started_at
+        end = max(last_seen, start)
+        previous = start + (end - start) // self._interval * self._interval
+        identity = (session.ip, session.user_agent)
+        used = self._slots[identity]
+        used.discard(session.slot)
+        if not used:
+            del self._slots[identity]
+        return SessionEnded(session, end, previous, reason)
+
+    def _take_slot(self, ip: str, user_agent: str) -> int:
+        used = self._slots.setdefault((ip, user_agent), set())
+        slot = 0
+        while slot in used:
+            slot += 1
+        used.add(slot)
+        return slot

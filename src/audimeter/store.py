@@ -1,0 +1,219 @@
+"""The durable state: open sessions, per-mount poll times, and the outbox of Matomo requests.
+
+One SQLite file in WAL mode. Everything one poll cycle changes is written in one transaction, so
+after a crash the file holds the state of the last complete cycle and the requests it produced;
+replaying from there yields the same sessions again. Outbox rows are deleted only once Matomo
+accepted them (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from audimeter.events import Event, Session, SessionEnded, SessionStarted
+from audimeter.sessionizer import MountRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    source TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    mount TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    PRIMARY KEY (source, instance, mount, client_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mounts (
+    source TEXT NOT NULL,
+    mount TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (source, mount)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at INTEGER NOT NULL
+);
+"""
+
+
+class StoreError(Exception):
+    """The state file cannot be opened or written; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    payload: str
+    reason: str
+    failed_at: int
+
+
+class Store:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            if path.parent != Path():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None:
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+            elif int(version[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"state file {path} has schema version {version[0]}, this audimeter "
+                    f"understands {SCHEMA_VERSION}: use the matching audimeter version"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"state file {path} cannot be used ({exc}); it was left untouched: move it "
+                "aside to start afresh, or restore a backup"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"state file {path} cannot be created ({exc.strerror})") from None
+        return cls(db, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def salt(self) -> str:
+        """The visitor-id salt, generated on first use and kept for good."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='visitor_salt'").fetchone()
+        if row is not None:
+            return str(row[0])
+        salt = secrets.token_hex(32)
+        self._db.execute("INSERT INTO meta(key, value) VALUES ('visitor_salt', ?)", (salt,))
+        return salt
+
+    # -- sessionizer state ----------------------------------------------------------------------
+
+    def load_mounts(self) -> list[MountRecord]:
+        rows = self._db.execute("SELECT source, instance, mount, last_seen FROM mounts")
+        return [MountRecord(*row) for row in rows]
+
+    def load_sessions(self) -> list[Session]:
+        rows = self._db.execute(
+            "SELECT source, instance, mount, client_id, ip, user_agent, referrer, started_at, slot"
+            " FROM sessions ORDER BY started_at"
+        )
+        return [Session(*row) for row in rows]
+
+    def commit(
+        self,
+        events: Sequence[Event],
+        mounts: Iterable[MountRecord],
+        outbox: Sequence[str],
+    ) -> None:
+        """Write one cycle's outcome atomically: session changes, mount times, new requests."""
+        started = [e.session for e in events if isinstance(e, SessionStarted)]
+        ended = [e.session.key for e in events if isinstance(e, SessionEnded)]
+        now = int(time.time())
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            s.source,
+                            s.instance,
+                            s.mount,
+                            s.client_id,
+                            s.ip,
+                            s.user_agent,
+                            s.referrer,
+                            s.started_at,
+                            s.slot,
+                        )
+                        for s in started
+                    ],
+                )
+                self._db.executemany(
+                    "DELETE FROM sessions"
+                    " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                    ended,
+                )
+                self._db.execute("DELETE FROM mounts")
+                self._db.executemany(
+                    "INSERT INTO mounts(source, instance, mount, last_seen) VALUES (?,?,?,?)",
+                    [(m.source, m.instance, m.mount, m.last_seen) for m in mounts],
+                )
+                self._db.executemany(
+                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                    [(payload, now) for payload in outbox],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    def outbox_batch(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        rows = self._db.execute(
+            "SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        return [OutboxRow(*row) for row in rows]
+
+    def outbox_size(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def acknowledge(self, ids: Sequence[int]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    def dead_letter(self, rows: Sequence[OutboxRow], reason: str) -> None:
+        """Move requests Matomo refused out of the outbox, keeping them with Matomo's reason."""
+        now = int(time.time())
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO dead_letter(id, payload, reason, failed_at)"
+                " VALUES (?,?,?,?)",
+                [(row.id, row.payload, reason, now) for row in rows],
+            )
+            self._db.executemany("DELETE FROM outbox WHERE id=?", [(row.id,) for row in rows])
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._db.execute(
+            "SELECT id, payload, reason, failed_at FROM dead_letter ORDER BY id"
+        )
+        return [DeadLetter(*row) for row in rows]

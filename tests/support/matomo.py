@@ -1,0 +1,709 @@
+"""A recording stand-in for Matomo, and an oracle that replays tracking requests into visits.
+
+``RecordingMatomo`` is a real HTTP server on 127.0.0.1 that speaks the parts of Matomo that
+audimeter uses: the bulk tracking API (``POST /matomo.php`` with a JSON body) and a few Reporting
+API methods (``/index.php?module=API&method=...``). It validates requests the way Matomo does
+(site ids, ``token_auth`` for ``cip``/old ``cdt``/location overrides, ``cid`` shape), records every
+accepted tracking request, and lets tests inject faults (HTTP errors, slow answers, invalid
+requests) at any time.
+
+``VisitModel`` turns recorded requests into the visits Matomo would show, following the rules in
+``/work/shared/docs/DOMAIN.md`` section 1 (visit_standard_length, pings, events, midnight,
+``new_visit``, ``cid``/``uid``). Tests use it as the oracle for "what would Matomo display".
+
+The token is never logged, printed or stored in recorded parameters.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "DEFAULT_TOKEN",
+    "LOGIN_REQUIRED",
+    "Batch",
+    "RecordingMatomo",
+    "TrackedRequest",
+    "Visit",
+    "VisitModel",
+    "parse_cdt",
+    "request_time",
+]
+
+DEFAULT_TOKEN = "0123456789abcdef0123456789abcdef"
+LOGIN_REQUIRED = "You must be logged in to access this functionality."
+REDACTED = "<redacted>"
+
+#: Matomo accepts a ``cdt`` up to this many seconds old without ``token_auth``.
+CDT_WITHOUT_TOKEN_MAX_AGE = 86400
+#: Parameters (besides ``cip`` and an old ``cdt``) that need ``token_auth``.
+TOKEN_PARAMS = ("cip", "country", "region", "city", "lat", "long")
+#: Matomo starts a new visit once a visit holds this many actions.
+MAX_ACTIONS_PER_VISIT = 10_000
+#: Matomo's ``default_time_one_page_visit``: the total time stored for a fresh visit.
+DEFAULT_TIME_ONE_PAGE_VISIT = 0
+
+_TRACKING_PATHS = ("/matomo.php", "/piwik.php")
+_API_PATHS = ("/index.php", "/")
+_ERROR_BODY = '{"status":"error","tracked":0,"invalid":0}'
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class TrackedRequest:
+    """One tracking request that Matomo accepted (valid, ``rec=1``) in a successful batch."""
+
+    params: dict[str, str]
+    received_at: float
+    batch: int
+    index: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One ``POST /matomo.php``, whatever its outcome.
+
+    ``requests`` holds the parameters of every request in the body (``[]`` when the body could
+    not be parsed), ``status``/``body`` the HTTP answer. ``injected`` is true when the answer came
+    from ``fail_with``; nothing of such a batch is recorded as tracked.
+    """
+
+    number: int
+    received_at: float
+    requests: list[dict[str, str]]
+    status: int
+    body: str
+    tracked: int = 0
+    invalid: int = 0
+    invalid_indices: list[int] = field(default_factory=list)
+    invalid_reasons: dict[int, str] = field(default_factory=dict)
+    ignored_indices: list[int] = field(default_factory=list)
+    token_valid: bool = False
+    injected: bool = False
+
+
+@dataclass
+class _Faults:
+    status: int | None = None
+    remaining: int | None = None
+    body: str = _ERROR_BODY
+    delay: float = 0.0
+    invalid: list[Callable[[dict[str, str]], bool]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: str
+    content_type: str = "application/json; charset=utf-8"
+    delay: float = 0.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_cdt(value: str | None) -> int | None:
+    """Parse a ``cdt`` value (unix seconds or ``YYYY-MM-DD HH:MM:SS`` UTC); None if unusable."""
+    if not value:
+        return None
+    try:
+        return int(float(value))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        parsed = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return calendar.timegm(parsed.timetuple())
+
+
+def request_time(params: Mapping[str, str], received_at: float | None) -> int:
+    """The time Matomo gives a request: its ``cdt`` unless absent or in the future, else arrival."""
+    cdt = parse_cdt(params.get("cdt"))
+    if received_at is None:
+        if cdt is None:
+            raise ValueError("a request without received_at needs a cdt")
+        return cdt
+    # Matomo works in whole seconds (PHP time()).
+    now = int(received_at)
+    # A cdt in the future is ignored: the request then takes the arrival time.
+    if cdt is None or cdt > now:
+        return now
+    return cdt
+
+
+def _php_string(value: object) -> str:
+    """Turn a JSON value of an object-form request into the string PHP would see."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else ""
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _parse_request(raw: object) -> dict[str, str] | None:
+    """Parameters of one bulk entry (query string or object), or None if it is neither."""
+    if isinstance(raw, str):
+        _, sep, query = raw.partition("?")
+        if not sep:
+            query = raw
+        return dict(parse_qsl(query, keep_blank_values=True))
+    if isinstance(raw, dict):
+        return {str(key): _php_string(value) for key, value in raw.items()}
+    return None
+
+
+def _redact(params: Mapping[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if k == "token_auth" else v) for k, v in params.items()}
+
+
+def _is_hex16(value: str) -> bool:
+    return len(value) == 16 and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def _dumps(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: RecordingMatomo) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.owner = owner
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay silent: request lines may carry token_auth."""
+        return
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        reply = self.server.owner._dispatch(
+            method, self.path, body, self.headers.get("Content-Type") or ""
+        )
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        payload = reply.body.encode("utf-8")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class RecordingMatomo:
+    """A Matomo double over real HTTP that records tracking requests and injects faults.
+
+    Bind happens in the constructor, so ``url`` is known before ``start()``. Use as a context
+    manager, or call ``start()``/``stop()``. All state is guarded by one lock; fault settings may
+    be changed from any thread while requests are in flight.
+
+    Outcome of one bulk POST, in order: an injected failure (``fail_with``) answers first and
+    records nothing; a malformed body answers 400; otherwise each request is ignored (no
+    ``rec=1``: counted as tracked like Matomo's excluded requests, not recorded), invalid
+    (counted in ``invalid``) or tracked (recorded). ``delay`` holds the answer back after the
+    batch has been recorded, the way a slow Matomo commits before it replies.
+    """
+
+    def __init__(
+        self,
+        token_auth: str = DEFAULT_TOKEN,
+        site_ids: Iterable[int] = frozenset({1}),
+        superuser: bool = False,
+        version: str = "5.1.0",
+    ) -> None:
+        self._token = token_auth
+        self._site_ids = frozenset(int(s) for s in site_ids)
+        self._superuser = superuser
+        self._version = version
+        self._lock = threading.Lock()
+        self._requests: list[TrackedRequest] = []
+        self._batches: list[Batch] = []
+        self._api_calls: list[str] = []
+        self._failed_posts = 0
+        self._faults = _Faults()
+        self._server = _Server(self)
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def url(self) -> str:
+        """Base URL with a trailing slash, e.g. ``http://127.0.0.1:PORT/``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    @property
+    def tracking_url(self) -> str:
+        """``url`` + ``matomo.php``."""
+        return self.url + "matomo.php"
+
+    @property
+    def site_ids(self) -> frozenset[int]:
+        return self._site_ids
+
+    def start(self) -> RecordingMatomo:
+        """Serve in a daemon thread. Idempotent; a stopped server cannot restart."""
+        if self._stopped:
+            raise RuntimeError("RecordingMatomo was stopped; create a new one")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="recording-matomo",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+    def __enter__(self) -> RecordingMatomo:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"RecordingMatomo(url={self.url!r}, site_ids={sorted(self._site_ids)!r})"
+
+    # ----------------------------------------------------------------- records
+
+    @property
+    def requests(self) -> list[TrackedRequest]:
+        """Tracked requests in arrival order (a copy)."""
+        with self._lock:
+            return [dataclasses.replace(r, params=dict(r.params)) for r in self._requests]
+
+    @property
+    def batches(self) -> list[Batch]:
+        """Every bulk POST with its parsed requests and HTTP outcome (a copy)."""
+        with self._lock:
+            return list(self._batches)
+
+    @property
+    def failed_posts(self) -> int:
+        """Bulk POSTs answered with an error status (injected faults and malformed bodies)."""
+        with self._lock:
+            return self._failed_posts
+
+    @property
+    def api_calls(self) -> list[str]:
+        """Reporting API method names called, in order (tokens are not kept)."""
+        with self._lock:
+            return list(self._api_calls)
+
+    def clear(self) -> None:
+        """Forget recorded requests, batches, API calls and the failed-post count."""
+        with self._lock:
+            self._requests.clear()
+            self._batches.clear()
+            self._api_calls.clear()
+            self._failed_posts = 0
+
+    def model(self, visit_length: int = 1800) -> VisitModel:
+        """A ``VisitModel`` of everything tracked so far."""
+        return VisitModel(self.requests, visit_length=visit_length)
+
+    # ----------------------------------------------------------------- faults
+
+    def fail_with(self, status: int, count: int | None = None, body: str = _ERROR_BODY) -> None:
+        """Answer the next ``count`` bulk POSTs (all until ``recover()`` if None) with ``status``.
+
+        Nothing of a failed batch is tracked; it still shows in ``batches``.
+        """
+        if count is not None and count < 0:
+            raise ValueError("count must be >= 0")
+        with self._lock:
+            self._faults.status = status
+            self._faults.remaining = count
+            self._faults.body = body
+
+    def delay(self, seconds: float) -> None:
+        """Hold every answer (tracking and API) back by ``seconds``."""
+        with self._lock:
+            self._faults.delay = max(0.0, seconds)
+
+    def mark_invalid(self, predicate: Callable[[dict[str, str]], bool]) -> None:
+        """Treat tracking requests whose params match ``predicate`` as invalid (cumulative)."""
+        with self._lock:
+            self._faults.invalid.append(predicate)
+
+    def recover(self) -> None:
+        """Clear every injected fault."""
+        with self._lock:
+            self._faults = _Faults()
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _dispatch(self, method: str, target: str, body: bytes, content_type: str) -> _Reply:
+        parts = urlsplit(target)
+        path = parts.path
+        if path in _TRACKING_PATHS:
+            if method == "POST":
+                return self._bulk(body)
+            with self._lock:
+                delay = self._faults.delay
+            return _Reply(
+                200, "<p>This resource is part of Matomo.</p>", "text/html; charset=utf-8", delay
+            )
+        if path in _API_PATHS:
+            params = dict(parse_qsl(parts.query, keep_blank_values=True))
+            if method == "POST" and "json" not in content_type:
+                form = body.decode("utf-8", errors="replace")
+                params.update(parse_qsl(form, keep_blank_values=True))
+            return self._api(params)
+        with self._lock:
+            delay = self._faults.delay
+        return _Reply(404, "not found", "text/plain; charset=utf-8", delay)
+
+    def _token_ok(self, token: object) -> bool:
+        return isinstance(token, str) and hmac.compare_digest(
+            token.encode("utf-8"), self._token.encode("utf-8")
+        )
+
+    def _bulk(self, raw_body: bytes) -> _Reply:
+        received_at = time.time()
+        parsed: Any = None
+        try:
+            parsed = json.loads(raw_body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            parsed = None
+        entries: list[dict[str, str] | None] | None = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("requests"), list):
+            entries = [_parse_request(r) for r in parsed["requests"]]
+        body_token = parsed.get("token_auth") if isinstance(parsed, dict) else None
+        token_valid = self._token_ok(body_token)
+        shown = [_redact(p) if p is not None else {} for p in entries or []]
+
+        with self._lock:
+            number = len(self._batches)
+            faults = self._faults
+            if faults.status is not None and faults.remaining != 0:
+                if faults.remaining is not None:
+                    faults.remaining -= 1
+                self._failed_posts += 1
+                self._batches.append(
+                    Batch(number, received_at, shown, faults.status, faults.body, injected=True)
+                )
+                ctype = "application/json" if faults.body.lstrip().startswith("{") else "text/html"
+                return _Reply(faults.status, faults.body, ctype, faults.delay)
+
+            if entries is None or any(e is None for e in entries):
+                self._failed_posts += 1
+                self._batches.append(
+                    Batch(number, received_at, shown, 400, _ERROR_BODY, token_valid=token_valid)
+                )
+                return _Reply(400, _ERROR_BODY, delay=faults.delay)
+
+            tracked: list[TrackedRequest] = []
+            invalid: dict[int, str] = {}
+            ignored: list[int] = []
+            for index, params in enumerate(entries):
+                assert params is not None
+                if params.get("rec") != "1":
+                    ignored.append(index)
+                    continue
+                reason = self._invalid_reason(params, token_valid, received_at)
+                if reason is None and any(p(dict(params)) for p in faults.invalid):
+                    reason = "marked invalid by the test"
+                if reason is not None:
+                    invalid[index] = reason
+                    continue
+                tracked.append(TrackedRequest(_redact(params), received_at, number, index))
+
+            answer: dict[str, object] = {
+                "status": "success",
+                "tracked": len(tracked) + len(ignored),
+                "invalid": len(invalid),
+            }
+            if self._superuser:
+                answer["invalid_indices"] = sorted(invalid)
+            text = _dumps(answer)
+            self._requests.extend(tracked)
+            self._batches.append(
+                Batch(
+                    number,
+                    received_at,
+                    shown,
+                    200,
+                    text,
+                    tracked=len(tracked) + len(ignored),
+                    invalid=len(invalid),
+                    invalid_indices=sorted(invalid),
+                    invalid_reasons=invalid,
+                    ignored_indices=ignored,
+                    token_valid=token_valid,
+                )
+            )
+            return _Reply(200, text, delay=faults.delay)
+
+    def _invalid_reason(
+        self, params: Mapping[str, str], bulk_token_valid: bool, now: float
+    ) -> str | None:
+        """Why Matomo would refuse this request, or None if it would track it."""
+        idsite = params.get("idsite", "")
+        if not idsite.strip().isdigit() or int(idsite) not in self._site_ids:
+            return f"unexpected website: idsite={idsite!r}"
+        cid = params.get("cid")
+        if cid is not None and cid != "" and not _is_hex16(cid):
+            return "cid must be 16 hexadecimal characters"
+        authenticated = bulk_token_valid or self._token_ok(params.get("token_auth"))
+        if authenticated:
+            return None
+        for name in TOKEN_PARAMS:
+            if params.get(name):
+                return f"{name} requires token_auth"
+        cdt = parse_cdt(params.get("cdt"))
+        if cdt is not None and cdt <= int(now) and int(now) - cdt >= CDT_WITHOUT_TOKEN_MAX_AGE:
+            return "cdt older than 24 hours requires token_auth"
+        return None
+
+    # ----------------------------------------------------------------- reporting API
+
+    def _api(self, params: Mapping[str, str]) -> _Reply:
+        method = params.get("method", "")
+        with self._lock:
+            self._api_calls.append(method)
+            delay = self._faults.delay
+
+        def error(message: str) -> _Reply:
+            return _Reply(200, _dumps({"result": "error", "message": message}), delay=delay)
+
+        if params.get("module") != "API":
+            return error("The module is not specified or not supported.")
+        if not self._token_ok(params.get("token_auth")):
+            return error(LOGIN_REQUIRED)
+        if method == "API.getMatomoVersion":
+            return _Reply(200, _dumps({"value": self._version}), delay=delay)
+        if method == "SitesManager.getSitesIdWithAtLeastWriteAccess":
+            return _Reply(200, _dumps(sorted(self._site_ids)), delay=delay)
+        if method == "SitesManager.getSiteFromId":
+            raw = params.get("idSite", "")
+            if not raw.strip().isdigit() or int(raw) not in self._site_ids:
+                if self._superuser:
+                    return error(
+                        f"An unexpected website was found in the request: website id was set to"
+                        f" '{raw}' ."
+                    )
+                return error(
+                    "You can't access this resource as it requires 'view' access for the"
+                    f" website id = {raw}."
+                )
+            site = int(raw)
+            return _Reply(
+                200,
+                _dumps(
+                    {"idsite": str(site), "name": f"Site {site}", "main_url": "https://example.org"}
+                ),
+                delay=delay,
+            )
+        return error(f"The method '{method}' does not exist or is not available.")
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+@dataclass
+class Visit:
+    """A visit as Matomo would show it (``visitDuration`` is ``total_time``)."""
+
+    visitor_id: str
+    first_action: int
+    last_action: int
+    total_time: int
+    actions: list[dict[str, str]]
+    ip: str | None
+    user_agent: str | None
+    entry_url: str | None
+    out_of_order: bool = False
+    site_id: str = ""
+    pings: int = 0
+    last_request: int = 0
+
+
+Tracked = TrackedRequest | Mapping[str, str]
+
+
+class VisitModel:
+    """Replay tracking requests (in arrival order) into Matomo's visits.
+
+    ``requests`` are ``TrackedRequest`` objects or plain parameter mappings (which then need a
+    ``cdt``). ``visit_length`` is Matomo's ``[Tracker] visit_standard_length`` in seconds. The
+    site's timezone is taken to be UTC. Not modelled: bot detection, goals, ecommerce, ``_id``.
+    """
+
+    def __init__(self, requests: Iterable[Tracked], visit_length: int = 1800) -> None:
+        self.visit_length = visit_length
+        self._visits: list[Visit] = []
+        self._current: dict[tuple[str, str], Visit] = {}
+        #: pings that matched no live visit (Matomo answers success and drops them)
+        self.dropped_pings: list[dict[str, str]] = []
+        #: requests that are neither ping, pageview nor event, or lack rec=1
+        self.ignored: list[dict[str, str]] = []
+        for item in requests:
+            self._replay(item)
+
+    @staticmethod
+    def visitor_id(params: Mapping[str, str]) -> str:
+        """The id Matomo keys the visitor on."""
+        # uid takes priority over cid: the visitor id is derived from the user id.
+        uid = params.get("uid")
+        if uid:
+            return hashlib.sha1(uid.encode("utf-8")).hexdigest()[:16]  # noqa: S324
+        # cid forces the visitor id; matching then uses that id alone.
+        cid = params.get("cid")
+        if cid:
+            return cid.lower()
+        # Without cid Matomo fingerprints the request; here: user agent + IP (cip or sender).
+        basis = f"{params.get('ua', '')}\x00{params.get('cip', '')}"
+        return hashlib.sha1(basis.encode("utf-8")).hexdigest()[:16]  # noqa: S324
+
+    @staticmethod
+    def kind(params: Mapping[str, str]) -> str:
+        """``ping``, ``event``, ``pageview`` or ``other``."""
+        # ping=1 is a heartbeat, never an action.
+        if params.get("ping") == "1":
+            return "ping"
+        # An event needs both a category and an action.
+        if params.get("e_c") and params.get("e_a"):
+            return "event"
+        # A pageview has a URL or an action name and no event category.
+        if (params.get("url") or params.get("action_name")) and not params.get("e_c"):
+            return "pageview"
+        return "other"
+
+    def _replay(self, item: Tracked) -> None:
+        if isinstance(item, TrackedRequest):
+            params: Mapping[str, str] = item.params
+            received: float | None = item.received_at
+        else:
+            params, received = item, None
+        # Requests without rec=1 are accepted and ignored.
+        if params.get("rec") != "1":
+            self.ignored.append(dict(params))
+            return
+        kind = self.kind(params)
+        if kind == "other":
+            self.ignored.append(dict(params))
+            return
+        t = request_time(params, received)
+        key = (params.get("idsite", ""), self.visitor_id(params))
+        visit = self._current.get(key)
+        joins = (
+            visit is not None
+            # The visit is live while its last action is newer than visit_standard_length.
+            and visit.last_action > t - self.visit_length
+            # new_visit=1 forces a new visit.
+            and params.get("new_visit") != "1"
+            # Crossing midnight (site timezone, UTC here) starts a new visit.
+            and _utc_day(visit.last_action) == _utc_day(t)
+            # A visit holds at most 10,000 actions.
+            and len(visit.actions) < MAX_ACTIONS_PER_VISIT
+        )
+        if kind == "ping":
+            if not joins or visit is None:
+                # A ping that matches no live visit is dropped and creates no visit.
+                self.dropped_pings.append(dict(params))
+                return
+            self._note_order(visit, t)
+            visit.pings += 1
+            # A ping leaves last_action alone and only raises the total time.
+            visit.total_time = max(visit.total_time, 1 + t - visit.first_action)
+            return
+        if joins and visit is not None:
+            self._note_order(visit, t)
+            visit.actions.append(dict(params))
+            # last_action never moves backwards (an older request is flagged above).
+            visit.last_action = max(visit.last_action, t)
+            # An action sets total = t - first + 1, which an older cdt lowers (floor 0).
+            visit.total_time = max(0, t - visit.first_action + 1)
+            return
+        # Otherwise the action opens a new visit, stored with default_time_one_page_visit.
+        fresh = Visit(
+            visitor_id=key[1],
+            first_action=t,
+            last_action=t,
+            total_time=DEFAULT_TIME_ONE_PAGE_VISIT,
+            actions=[dict(params)],
+            ip=params.get("cip"),
+            user_agent=params.get("ua"),
+            entry_url=params.get("url"),
+            site_id=key[0],
+            last_request=t,
+        )
+        self._visits.append(fresh)
+        self._current[key] = fresh
+
+    @staticmethod
+    def _note_order(visit: Visit, t: int) -> None:
+        # Requests of one visitor must arrive in time order; remember when one did not.
+        if t < visit.last_request:
+            visit.out_of_order = True
+        visit.last_request = max(visit.last_request, t)
+
+    def visits(self) -> list[Visit]:
+        """All visits, in the order they were opened."""
+        return list(self._visits)
+
+    def online(self, now: float, minutes: int = 3, site_id: str | None = None) -> int:
+        """Visits whose last action is within ``minutes`` of ``now`` (Live.getCounters)."""
+        # Only last_action counts, so visits kept up by pings alone are not online.
+        since = now - minutes * 60
+        return sum(
+            1
+            for v in self._visits
+            if v.last_action >= since and (site_id is None or v.site_id == site_id)
+        )
+
+
+def _utc_day(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")

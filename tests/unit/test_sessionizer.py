@@ -1,0 +1,227 @@
+"""The sessionizer as tables: observations in, events out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from audimeter.events import (
+    EndReason,
+    Event,
+    Session,
+    SessionEnded,
+    SessionKeptAlive,
+    SessionStarted,
+)
+from audimeter.observations import Listener, MountPolled, Observation, SourceSeen, Tick
+from audimeter.sessionizer import MountRecord, Sessionizer
+
+SRC = "main"
+A = "2026-11-26T12:00:00+0000"
+B = "2026-11-26T13:00:00+0000"
+
+
+def listener(cid: str, connected: int, ip: str = "10.0.0.1", ua: str = "VLC/3.0") -> Listener:
+    return Listener(cid, ip, ua, connected)
+
+
+def poll(at: int, *listeners: Listener, mount: str = "/live", instance: str = A) -> MountPolled:
+    return MountPolled(SRC, at, instance, mount, listeners)
+
+
+def seen(at: int, *mounts: str, instance: str = A) -> SourceSeen:
+    return SourceSeen(SRC, at, instance, frozenset(mounts))
+
+
+def brief(event: Event) -> tuple[object, ...]:
+    cid = event.session.client_id
+    if isinstance(event, SessionStarted):
+        return ("start", cid, event.at)
+    if isinstance(event, SessionKeptAlive):
+        return ("alive", cid, event.at, event.previous_at)
+    assert isinstance(event, SessionEnded)
+    return ("end", cid, event.at, event.reason.value)
+
+
+def run(observations: Sequence[Observation], **options: int) -> list[tuple[object, ...]]:
+    settings = {"keepalive_interval": 120, "outage_grace": 60, **options}
+    sessionizer = Sessionizer(**settings)  # type: ignore[arg-type]
+    return [brief(e) for o in observations for e in sessionizer.observe(o)]
+
+
+CASES = {
+    "join: starts at poll time minus Connected": (
+        [poll(100, listener("1", 5))],
+        [("start", "1", 95)],
+    ),
+    "stay: nothing before the keep-alive is due": (
+        [poll(100, listener("1", 5)), poll(110, listener("1", 15)), poll(214, listener("1", 119))],
+        [("start", "1", 95)],
+    ),
+    "stay: keep-alive at start + interval once a poll passes it": (
+        [poll(100, listener("1", 5)), poll(210, listener("1", 115)), poll(220, listener("1", 125))],
+        [("start", "1", 95), ("alive", "1", 215, 95)],
+    ),
+    "stay: second keep-alive counts from the first": (
+        [poll(100, listener("1", 5)), poll(220, listener("1", 0)), poll(340, listener("1", 0))],
+        [("start", "1", 95), ("alive", "1", 215, 95), ("alive", "1", 335, 215)],
+    ),
+    "leave: ends at the last poll that listed the listener": (
+        [poll(100, listener("1", 5)), poll(110, listener("1", 15)), poll(120)],
+        [("start", "1", 95), ("end", "1", 110, "left")],
+    ),
+    "leave after keep-alives: previous is the last keep-alive": (
+        [poll(100, listener("1", 5)), poll(220, listener("1", 0)), poll(230)],
+        [("start", "1", 95), ("alive", "1", 215, 95), ("end", "1", 220, "left")],
+    ),
+    "reconnect: a new id is a new session, the old one ends first": (
+        [poll(100, listener("1", 5)), poll(110, listener("2", 3))],
+        [("start", "1", 95), ("end", "1", 100, "left"), ("start", "2", 107)],
+    ),
+    "new listener never starts before the previous poll": (
+        [poll(100), poll(110, listener("1", 11))],
+        [("start", "1", 100)],
+    ),
+    "server restart: old sessions end at their last sighting, new ones start": (
+        [
+            seen(100, "/live"),
+            poll(100, listener("5", 5)),
+            seen(130, "/live", instance=B),
+            poll(130, listener("2", 4), instance=B),
+        ],
+        [("start", "5", 95), ("end", "5", 100, "server_restarted"), ("start", "2", 126)],
+    ),
+    "server restart seen first in a mount poll": (
+        [poll(100, listener("5", 5)), poll(130, listener("5", 4), instance=B)],
+        [("start", "5", 95), ("end", "5", 100, "server_restarted"), ("start", "5", 126)],
+    ),
+    "outage shorter than the grace: the session goes on": (
+        [poll(100, listener("1", 5)), Tick(150), Tick(160), poll(165, listener("1", 70))],
+        [("start", "1", 95)],
+    ),
+    "outage shorter than the grace, keep-alives caught up": (
+        [poll(100, listener("1", 5)), Tick(150), poll(230, listener("1", 135))],
+        [("start", "1", 95), ("alive", "1", 215, 95)],
+    ),
+    "outage longer than the grace: ends at the last sighting": (
+        [poll(100, listener("1", 5)), Tick(160), Tick(161), Tick(170)],
+        [("start", "1", 95), ("end", "1", 100, "source_lost")],
+    ),
+    "back after the grace: the same listener resumes from the last sighting": (
+        [poll(100, listener("1", 5)), Tick(161), poll(170, listener("1", 75))],
+        [("start", "1", 95), ("end", "1", 100, "source_lost"), ("start", "1", 100)],
+    ),
+    "mount removed: its sessions end": (
+        [seen(100, "/live"), poll(100, listener("1", 5)), seen(110)],
+        [("start", "1", 95), ("end", "1", 100, "mount_removed")],
+    ),
+    "other mounts are untouched by a removal": (
+        [
+            seen(100, "/a", "/b"),
+            poll(100, listener("1", 5), mount="/a"),
+            poll(100, listener("2", 5), mount="/b"),
+            seen(110, "/b"),
+        ],
+        [("start", "1", 95), ("start", "2", 95), ("end", "1", 100, "mount_removed")],
+    ),
+    "clock stepping back does not shorten a session": (
+        [poll(100, listener("1", 5)), poll(90, listener("1", 15)), poll(95)],
+        [("start", "1", 95), ("end", "1", 100, "left")],
+    ),
+    "long listener first seen: keep-alives of the past at once": (
+        [poll(1000, listener("1", 400))],
+        [("start", "1", 600), ("alive", "1", 720, 600), ("alive", "1", 840, 720),
+         ("alive", "1", 960, 840)],
+    ),
+    "negative Connected is taken as zero": (
+        [poll(100, listener("1", -50))],
+        [("start", "1", 100)],
+    ),
+}
+
+
+@pytest.mark.parametrize(("observations", "expected"), CASES.values(), ids=CASES.keys())
+def test_transitions(observations: list[Observation], expected: list[tuple[object, ...]]) -> None:
+    assert run(observations) == expected
+
+
+def test_catchup_keepalives_are_thinned_but_keep_the_gap() -> None:
+    events = run([poll(10_000, listener("1", 7200))], catchup_gap=1799)
+    times = [e[2] for e in events]
+    assert times[0] == 2800
+    assert times[-1] == 2800 + 60 * 120  # the last multiple of the interval is always sent
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]  # type: ignore[operator]
+    assert max(gaps) <= 1799
+    assert len(events) < 10
+    # previous_at chains through the keep-alives actually sent
+    assert all(e[3] == p[2] for p, e in zip(events, events[1:], strict=False))
+
+
+def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
+    s = Sessionizer(keepalive_interval=120, outage_grace=60)
+    started = s.observe(poll(100, listener("1", 1), listener("2", 1)))
+    assert [e.session.slot for e in started] == [0, 1]
+    events = s.observe(poll(110, listener("2", 11), listener("3", 1)))
+    assert [(brief(e), e.session.slot) for e in events] == [
+        (("end", "1", 100, "left"), 0),
+        (("start", "3", 109), 0),
+    ]
+    other = s.observe(poll(120, listener("2", 21), listener("3", 11), listener("4", 1, ip="x")))
+    assert [(brief(e), e.session.slot) for e in other] == [(("start", "4", 119), 0)]
+
+
+def test_resumes_from_stored_state_without_a_second_start() -> None:
+    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
+    s = Sessionizer(
+        keepalive_interval=120,
+        outage_grace=60,
+        mounts=[MountRecord(SRC, A, "/live", 200)],
+        sessions=[session],
+    )
+    assert [brief(e) for e in s.observe(poll(250, listener("7", 155)))] == [
+        ("alive", "7", 215, 95)
+    ]
+    assert [brief(e) for e in s.observe(poll(340, listener("7", 245)))] == [
+        ("alive", "7", 335, 215)
+    ]
+    assert [brief(e) for e in s.observe(poll(350))] == [("end", "7", 340, "left")]
+    assert s.mount_records() == [MountRecord(SRC, A, "/live", 350)]
+
+
+def test_resume_ends_sessions_gone_while_stopped_at_their_last_sighting() -> None:
+    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
+    s = Sessionizer(
+        keepalive_interval=120,
+        outage_grace=60,
+        mounts=[MountRecord(SRC, A, "/live", 200)],
+        sessions=[session],
+    )
+    (ended,) = s.observe(poll(5000))
+    assert isinstance(ended, SessionEnded)
+    assert (ended.at, ended.previous_at, ended.reason) == (200, 95, EndReason.LEFT)
+
+
+def test_stored_session_without_its_mount_is_refused() -> None:
+    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
+    with pytest.raises(ValueError, match="inconsistent"):
+        Sessionizer(keepalive_interval=120, outage_grace=60, sessions=[session])
+
+
+def test_per_source_grace() -> None:
+    s = Sessionizer(keepalive_interval=120, outage_grace=60, source_graces={SRC: 600})
+    s.observe(poll(100, listener("1", 5)))
+    assert s.observe(Tick(650)) == []
+    assert [brief(e) for e in s.observe(Tick(701))] == [("end", "1", 100, "source_lost")]
+
+
+def test_durations_add_up() -> None:
+    s = Sessionizer(keepalive_interval=120, outage_grace=60)
+    events: list[Event] = []
+    for at in range(100, 1000, 10):
+        events += s.observe(poll(at, listener("1", at - 95)))
+    events += s.observe(poll(1000))
+    listened = sum(e.at - e.previous_at for e in events if not isinstance(e, SessionStarted))
+    end = events[-1]
+    assert isinstance(end, SessionEnded)
+    assert listened == end.duration == 990 - 95
