@@ -138,9 +138,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _describe(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
-        return "is required but missing"
+        return "required but missing"
     if kind == "extra_forbidden":
-        return "is not a known key (check its spelling)"
+        return "not a known key (check its spelling)"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -152,11 +152,11 @@ def parse_config(data: dict[str, Any], origin: str = "config") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_location(e['loc']) or 'file'} {_describe(e)}" for e in exc.errors()]
+        problems = [f"{_location(e['loc']) or 'file'}: {_describe(e)}" for e in exc.errors()]
         raise ConfigError(f"{origin}: " + "; ".join(problems)) from None
     if config.matomo is not None and not config.matomo.token_auth.get_secret_value():
         raise ConfigError(
-            f"{origin}: matomo.token_auth is required but missing "
+            f"{origin}: matomo.token_auth: required but missing "
             f"(set it in the file or in the environment variable {TOKEN_ENV})"
         )
     return config

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -193,6 +194,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, owner: RecordingMatomo) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.owner = owner
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet when a client hangs up (e.g. it timed out during ``delay``)."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -39,17 +39,17 @@ def _req(at: int, cid: str | None, **extra: str) -> dict[str, str]:
 
 def pv(dt: int, cid: str | None = CID_A, base: int = T0, **extra: str) -> dict[str, str]:
     """A pageview ``dt`` seconds after ``base``."""
-    return _req(base + dt, cid, url=STREAM, action_name="Live", **extra)
+    return _req(base + dt, cid, **{"url": STREAM, "action_name": "Live", **extra})
 
 
 def ev(dt: int, cid: str | None = CID_A, base: int = T0, **extra: str) -> dict[str, str]:
     """An event ``dt`` seconds after ``base``."""
-    return _req(base + dt, cid, e_c="Listening", e_a="tick", url=STREAM, **extra)
+    return _req(base + dt, cid, **{"e_c": "Listening", "e_a": "tick", "url": STREAM, **extra})
 
 
 def ping(dt: int, cid: str | None = CID_A, base: int = T0, **extra: str) -> dict[str, str]:
     """A ping ``dt`` seconds after ``base``."""
-    return _req(base + dt, cid, ping="1", url=STREAM, **extra)
+    return _req(base + dt, cid, **{"ping": "1", "url": STREAM, **extra})
 
 
 # --------------------------------------------------------------------------- VisitModel
@@ -122,15 +122,19 @@ MODEL_CASES: list[tuple[str, list[dict[str, str]], int, list[Expected]]] = [
     ),
     (
         "without cid, same ua and ip are one visitor",
-        [pv(0, cid=None, ua="VLC/3.0", cip="192.0.2.1"), ev(10, cid=None, ua="VLC/3.0",
-                                                           cip="192.0.2.1")],
+        [
+            pv(0, cid=None, ua="VLC/3.0", cip="192.0.2.1"),
+            ev(10, cid=None, ua="VLC/3.0", cip="192.0.2.1"),
+        ],
         1800,
         [("", 0, 10, 11, 2)],
     ),
     (
         "without cid, another ip is another visitor",
-        [pv(0, cid=None, ua="VLC/3.0", cip="192.0.2.1"), ev(10, cid=None, ua="VLC/3.0",
-                                                           cip="192.0.2.2")],
+        [
+            pv(0, cid=None, ua="VLC/3.0", cip="192.0.2.1"),
+            ev(10, cid=None, ua="VLC/3.0", cip="192.0.2.2"),
+        ],
         1800,
         [("", 0, 0, 0, 1), ("", 10, 10, 0, 1)],
     ),
@@ -239,16 +243,33 @@ def test_dropped_pings_and_ignored_requests_are_kept() -> None:
 @pytest.mark.parametrize(
     ("requests", "now", "minutes", "expected"),
     [
-        pytest.param([pv(0)] + [ping(t) for t in range(10, 191, 10)], T0 + 170, 3, 1,
-                     id="pageview still within 3 min"),
-        pytest.param([pv(0)] + [ping(t) for t in range(10, 191, 10)], T0 + 190, 3, 0,
-                     id="pings alone do not count"),
-        pytest.param([pv(0)] + [ev(t) for t in range(50, 191, 50)], T0 + 190, 3, 1,
-                     id="events count"),
-        pytest.param([pv(0), pv(0, cid=CID_B), ev(150)], T0 + 200, 3, 1,
-                     id="one of two visitors idle"),
-        pytest.param([pv(0), pv(0, cid=CID_B), ev(150)], T0 + 200, 30, 2,
-                     id="visitor log window"),
+        pytest.param(
+            [pv(0)] + [ping(t) for t in range(10, 191, 10)],
+            T0 + 170,
+            3,
+            1,
+            id="pageview still within 3 min",
+        ),
+        pytest.param(
+            [pv(0)] + [ping(t) for t in range(10, 191, 10)],
+            T0 + 190,
+            3,
+            0,
+            id="pings alone do not count",
+        ),
+        pytest.param(
+            [pv(0)] + [ev(t) for t in range(50, 191, 50)], T0 + 190, 3, 1, id="events count"
+        ),
+        pytest.param(
+            [pv(0), pv(0, cid=CID_B), ev(150)], T0 + 200, 3, 1, id="one of two visitors idle"
+        ),
+        pytest.param(
+            [pv(0), pv(0, cid=CID_B), ev(150)],
+            T0 + 200,
+            30,
+            3,
+            id="visitor log window counts every visit",
+        ),
         pytest.param([pv(0)], T0 + 180, 3, 1, id="boundary is inclusive"),
     ],
 )
@@ -352,7 +373,11 @@ def test_bulk_accepts_query_strings_and_objects(
     assert response.json() == {"status": "success", "tracked": 2, "invalid": 0}
     first, second = matomo.requests
     assert first.params == {
-        "idsite": "1", "rec": "1", "cid": CID_A, "url": STREAM, "action_name": "",
+        "idsite": "1",
+        "rec": "1",
+        "cid": CID_A,
+        "url": STREAM,
+        "action_name": "",
     }
     assert second.params["idsite"] == "1"
     assert second.params["e_v"] == "2.5"
@@ -366,7 +391,9 @@ def test_bulk_accepts_query_strings_and_objects(
 def test_requests_without_rec_are_accepted_but_not_recorded(
     matomo: RecordingMatomo, client: httpx.Client
 ) -> None:
-    response = bulk(client, matomo, [f"?idsite=1&cid={CID_A}&url=x", f"?idsite=1&rec=1&cid={CID_A}"])
+    response = bulk(
+        client, matomo, [f"?idsite=1&cid={CID_A}&url=x", f"?idsite=1&rec=1&cid={CID_A}"]
+    )
     assert response.json() == {"status": "success", "tracked": 2, "invalid": 0}
     assert [r.index for r in matomo.requests] == [1]
     assert matomo.batches[0].ignored_indices == [0]
@@ -378,12 +405,17 @@ def test_requests_without_rec_are_accepted_but_not_recorded(
         pytest.param("&cip=192.0.2.1", None, False, id="cip without token"),
         pytest.param("&cip=192.0.2.1", "f" * 32, False, id="cip with a wrong token"),
         pytest.param("&cip=192.0.2.1", DEFAULT_TOKEN, True, id="cip with the token"),
-        pytest.param(f"&cip=192.0.2.1&token_auth={DEFAULT_TOKEN}", None, True,
-                     id="cip with a per-request token"),
+        pytest.param(
+            f"&cip=192.0.2.1&token_auth={DEFAULT_TOKEN}",
+            None,
+            True,
+            id="cip with a per-request token",
+        ),
         pytest.param("&country=fr", None, False, id="country override without token"),
         pytest.param(f"&cdt={int(time.time()) - 90000}", None, False, id="cdt of 25 h"),
-        pytest.param(f"&cdt={int(time.time()) - 90000}", DEFAULT_TOKEN, True,
-                     id="cdt of 25 h with token"),
+        pytest.param(
+            f"&cdt={int(time.time()) - 90000}", DEFAULT_TOKEN, True, id="cdt of 25 h with token"
+        ),
         pytest.param(f"&cdt={int(time.time()) - 3600}", None, True, id="cdt of 1 h"),
         pytest.param("&cid=xyz", DEFAULT_TOKEN, False, id="malformed cid"),
         pytest.param("&idsite=7", DEFAULT_TOKEN, False, id="unknown site"),
@@ -394,7 +426,11 @@ def test_validation_like_matomo(
 ) -> None:
     response = bulk(client, matomo, [f"?idsite=1&rec=1&cid={CID_A}&url=x{extra}"], token)
     assert response.status_code == 200
-    assert response.json() == {"status": "success", "tracked": int(tracked), "invalid": int(not tracked)}
+    assert response.json() == {
+        "status": "success",
+        "tracked": int(tracked),
+        "invalid": int(not tracked),
+    }
     assert len(matomo.requests) == int(tracked)
 
 
@@ -411,7 +447,12 @@ def test_invalid_indices_only_for_superuser(client: httpx.Client, superuser: boo
         response = bulk(
             client,
             server,
-            ["?idsite=1&rec=1", "?idsite=9&rec=1", "?idsite=2&rec=1", "?idsite=1&rec=1&cip=1.2.3.4"],
+            [
+                "?idsite=1&rec=1",
+                "?idsite=9&rec=1",
+                "?idsite=2&rec=1",
+                "?idsite=1&rec=1&cip=1.2.3.4",
+            ],
         )
         body = response.json()
         assert (body["tracked"], body["invalid"]) == (2, 2)
@@ -424,8 +465,9 @@ def test_invalid_indices_only_for_superuser(client: httpx.Client, superuser: boo
 
 def test_fail_with_count_then_success(matomo: RecordingMatomo, client: httpx.Client) -> None:
     matomo.fail_with(503, count=2)
-    statuses = [bulk(client, matomo, [f"?idsite=1&rec=1&cid={CID_A}&url=x"]).status_code
-                for _ in range(3)]
+    statuses = [
+        bulk(client, matomo, [f"?idsite=1&rec=1&cid={CID_A}&url=x"]).status_code for _ in range(3)
+    ]
     assert statuses == [503, 503, 200]
     assert matomo.failed_posts == 2
     assert [b.injected for b in matomo.batches] == [True, True, False]
@@ -433,9 +475,7 @@ def test_fail_with_count_then_success(matomo: RecordingMatomo, client: httpx.Cli
     assert [r.batch for r in matomo.requests] == [2]
 
 
-def test_fail_until_recover_with_custom_body(
-    matomo: RecordingMatomo, client: httpx.Client
-) -> None:
+def test_fail_until_recover_with_custom_body(matomo: RecordingMatomo, client: httpx.Client) -> None:
     matomo.fail_with(500, body="<html>oops</html>")
     for _ in range(3):
         response = bulk(client, matomo, ["?idsite=1&rec=1"])
@@ -448,7 +488,9 @@ def test_fail_until_recover_with_custom_body(
 
 def test_mark_invalid(matomo: RecordingMatomo, client: httpx.Client) -> None:
     matomo.mark_invalid(lambda p: p.get("cid") == CID_B)
-    response = bulk(client, matomo, [f"?idsite=1&rec=1&cid={CID_A}", f"?idsite=1&rec=1&cid={CID_B}"])
+    response = bulk(
+        client, matomo, [f"?idsite=1&rec=1&cid={CID_A}", f"?idsite=1&rec=1&cid={CID_B}"]
+    )
     assert response.json() == {"status": "success", "tracked": 1, "invalid": 1}
     assert [r.params["cid"] for r in matomo.requests] == [CID_A]
     matomo.recover()
@@ -515,8 +557,8 @@ def test_recorded_requests_feed_the_model(matomo: RecordingMatomo, client: httpx
         client,
         matomo,
         [
-            f"?idsite=1&rec=1&cid={CID_A}&url=x&cdt={now - 100}",
-            f"?idsite=1&rec=1&cid={CID_A}&ping=1&cdt={now - 50}",
+            f"?idsite=1&rec=1&cid={CID_A}&url=x&cdt={now - 200}",
+            f"?idsite=1&rec=1&cid={CID_A}&ping=1&cdt={now - 150}",
             f"?idsite=1&rec=1&cid={CID_B}&e_c=L&e_a=t&cdt={now - 10}",
         ],
     )
@@ -539,16 +581,21 @@ def test_api_version(client: httpx.Client) -> None:
 def test_api_site_from_id(matomo: RecordingMatomo, client: httpx.Client) -> None:
     site = api(client, matomo, "SitesManager.getSiteFromId", idSite="1", token_auth=DEFAULT_TOKEN)
     assert site == {"idsite": "1", "name": "Site 1", "main_url": "https://example.org"}
-    missing = api(client, matomo, "SitesManager.getSiteFromId", idSite="5",
-                  token_auth=DEFAULT_TOKEN)
+    missing = api(
+        client, matomo, "SitesManager.getSiteFromId", idSite="5", token_auth=DEFAULT_TOKEN
+    )
     assert missing["result"] == "error"
     assert missing["message"]
 
 
 def test_api_sites_with_write_access(client: httpx.Client) -> None:
     with RecordingMatomo(site_ids={3, 1}) as server:
-        ids = api(client, server, "SitesManager.getSitesIdWithAtLeastWriteAccess",
-                  token_auth=DEFAULT_TOKEN)
+        ids = api(
+            client,
+            server,
+            "SitesManager.getSitesIdWithAtLeastWriteAccess",
+            token_auth=DEFAULT_TOKEN,
+        )
         assert ids == [1, 3]
 
 
@@ -578,8 +625,9 @@ def test_token_is_never_printed(capfd: pytest.CaptureFixture[str]) -> None:
     token = "feedfacefeedfacefeedfacefeedface"
     with RecordingMatomo(token_auth=token) as server, httpx.Client(timeout=5) as c:
         bulk(c, server, [f"?idsite=1&rec=1&cip=1.2.3.4&token_auth={token}"], token)
-        c.get(server.url + "index.php", params={"module": "API", "method": "x",
-                                                 "token_auth": token})
+        c.get(
+            server.url + "index.php", params={"module": "API", "method": "x", "token_auth": token}
+        )
         c.post(server.url + "matomo.php", content=json.dumps({"token_auth": token}))
         text = repr(server) + repr(server.batches) + repr(server.requests)
     out, err = capfd.readouterr()

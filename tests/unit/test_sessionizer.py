@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -131,8 +132,12 @@ CASES = {
     ),
     "long listener first seen: keep-alives of the past at once": (
         [poll(1000, listener("1", 400))],
-        [("start", "1", 600), ("alive", "1", 720, 600), ("alive", "1", 840, 720),
-         ("alive", "1", 960, 840)],
+        [
+            ("start", "1", 600),
+            ("alive", "1", 720, 600),
+            ("alive", "1", 840, 720),
+            ("alive", "1", 960, 840),
+        ],
     ),
     "negative Connected is taken as zero": (
         [poll(100, listener("1", -50))],
@@ -151,11 +156,11 @@ def test_catchup_keepalives_are_thinned_but_keep_the_gap() -> None:
     times = [e[2] for e in events]
     assert times[0] == 2800
     assert times[-1] == 2800 + 60 * 120  # the last multiple of the interval is always sent
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]  # type: ignore[operator]
+    gaps = [b - a for a, b in itertools.pairwise(times)]  # type: ignore[operator]
     assert max(gaps) <= 1799
     assert len(events) < 10
     # previous_at chains through the keep-alives actually sent
-    assert all(e[3] == p[2] for p, e in zip(events, events[1:], strict=False))
+    assert all(e[3] == p[2] for p, e in itertools.pairwise(events))
 
 
 def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
@@ -179,9 +184,7 @@ def test_resumes_from_stored_state_without_a_second_start() -> None:
         mounts=[MountRecord(SRC, A, "/live", 200)],
         sessions=[session],
     )
-    assert [brief(e) for e in s.observe(poll(250, listener("7", 155)))] == [
-        ("alive", "7", 215, 95)
-    ]
+    assert [brief(e) for e in s.observe(poll(250, listener("7", 155)))] == [("alive", "7", 215, 95)]
     assert [brief(e) for e in s.observe(poll(340, listener("7", 245)))] == [
         ("alive", "7", 335, 215)
     ]

@@ -1,0 +1,125 @@
+"""Configuration errors name the key and the problem, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audimeter.config import TOKEN_ENV, ConfigError, load_config, parse_config
+
+SOURCE = {"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "pw"}
+MATOMO = {"url": "https://matomo.example.org/", "site_id": 1, "token_auth": "secret-token"}
+
+
+def config(**tables: Any) -> dict[str, Any]:
+    return {"sources": [SOURCE], **tables}
+
+
+def test_minimal_config_has_sane_defaults() -> None:
+    cfg = parse_config(config())
+    assert cfg.matomo is None
+    assert cfg.state.path == Path("audimeter.db")
+    (source,) = cfg.sources
+    assert (source.username, source.poll_interval, source.outage_grace) == ("admin", 10.0, 120)
+    assert cfg.effective_keepalive == 120
+
+
+def test_matomo_urls() -> None:
+    cfg = parse_config(config(matomo=MATOMO))
+    assert cfg.matomo is not None
+    assert cfg.matomo.tracking_url == "https://matomo.example.org/matomo.php"
+    assert cfg.matomo.api_url == "https://matomo.example.org/index.php"
+    assert (cfg.matomo.keepalive_interval, cfg.matomo.visit_length) == (120, 1800)
+
+
+ERRORS = {
+    "no sources": ({}, "sources: required but missing"),
+    "empty sources": ({"sources": []}, "sources: List should have at least 1 item"),
+    "unknown key": (config(state={"paht": "x.db"}), "state.paht: not a known key"),
+    "unknown table": (config(matomoo={}), "matomoo: not a known key"),
+    "wrong type": (
+        {"sources": [{**SOURCE, "poll_interval": "often"}]},
+        "sources[0].poll_interval: Input should be a valid number",
+    ),
+    "missing password": (
+        {"sources": [{k: v for k, v in SOURCE.items() if k != "password"}]},
+        "sources[0].password: required but missing",
+    ),
+    "unknown kind": (
+        {"sources": [{**SOURCE, "kind": "winamp"}]},
+        "sources[0].kind: Input should be 'icecast'",
+    ),
+    "bad url": (
+        {"sources": [{**SOURCE, "url": "nope"}]},
+        "sources[0].url: Input should be a valid URL",
+    ),
+    "duplicate names": ({"sources": [SOURCE, SOURCE]}, "two sources are named 'main'"),
+    "bad name": ({"sources": [{**SOURCE, "name": "a b"}]}, "sources[0].name: String should match"),
+    "keepalive too long": (
+        config(matomo={**MATOMO, "keepalive_interval": 1800}),
+        "matomo: keepalive_interval (1800) must be less than visit_length (1800)",
+    ),
+    "keepalive plus poll too long": (
+        {
+            "sources": [{**SOURCE, "poll_interval": 60}],
+            "matomo": {**MATOMO, "keepalive_interval": 1750},
+        },
+        "plus the longest poll_interval (60) must be less than matomo.visit_length (1800)",
+    ),
+    "site id": (config(matomo={**MATOMO, "site_id": 0}), "matomo.site_id: Input should be greater"),
+    "missing token": (
+        config(matomo={k: v for k, v in MATOMO.items() if k != "token_auth"}),
+        f"matomo.token_auth: required but missing (set it in the file or in the environment "
+        f"variable {TOKEN_ENV})",
+    ),
+}
+
+
+@pytest.mark.parametrize(("data", "message"), ERRORS.values(), ids=ERRORS.keys())
+def test_errors(data: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "audimeter.toml")
+    text = str(error.value)
+    assert text.startswith("audimeter.toml: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    matomo = {k: v for k, v in MATOMO.items() if k != "token_auth"}
+    cfg = parse_config(config(matomo=matomo))
+    assert cfg.matomo is not None
+    assert cfg.matomo.token_auth.get_secret_value() == "from-env"
+
+
+def test_secrets_stay_out_of_errors_and_reprs() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(config(matomo={**MATOMO, "site_id": "x"}))
+    assert "secret-token" not in str(error.value)
+    cfg = parse_config(config(matomo=MATOMO))
+    assert "secret-token" not in repr(cfg)
+    assert "pw" not in repr(cfg.sources[0]).replace("password=SecretStr('**********')", "")
+
+
+def test_warns_when_listeners_would_drop_out_of_realtime() -> None:
+    cfg = parse_config(config(matomo={**MATOMO, "keepalive_interval": 300}))
+    (warning,) = cfg.warnings()
+    assert "real-time" in warning
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[state\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[[sources]]\nname = "a"\nkind = "icecast"\nurl = "http://x:1"\npassword = "p"\n'
+    )
+    assert load_config(good).sources[0].name == "a"

@@ -1,0 +1,74 @@
+"""Session events as Matomo tracking requests."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.matomo.mapping import RequestMapper, SiteMapping, visitor_id
+
+SESSION = Session("main", "i1", "/live.mp3", "7", "203.0.113.9", "VLC/3.0.18", "", 1000, 0)
+MAPPER = RequestMapper("salt", {"main": SiteMapping(3, "http://radio.example:8000")})
+COMMON = {
+    "idsite": "3",
+    "rec": "1",
+    "apiv": "1",
+    "cid": visitor_id("salt", SESSION),
+    "url": "http://radio.example:8000/live.mp3",
+    "cip": "203.0.113.9",
+    "ua": "VLC/3.0.18",
+}
+
+
+def test_start_is_a_new_visit_pageview_at_the_connect_time() -> None:
+    assert MAPPER.params(SessionStarted(SESSION)) == {
+        **COMMON,
+        "new_visit": "1",
+        "action_name": "main /live.mp3",
+        "cdt": "1000",
+    }
+
+
+def test_referrer_when_known() -> None:
+    session = Session("main", "i1", "/a", "1", "10.0.0.1", "x", "https://ref.example/", 5, 0)
+    assert MAPPER.params(SessionStarted(session))["urlref"] == "https://ref.example/"
+
+
+def test_keepalive_is_an_event_worth_the_seconds_since_the_previous_request() -> None:
+    assert MAPPER.params(SessionKeptAlive(SESSION, 1240, 1120)) == {
+        **COMMON,
+        "e_c": "Listening",
+        "e_a": "keep-alive",
+        "e_n": "main /live.mp3",
+        "e_v": "120",
+        "cdt": "1239",
+    }
+
+
+def test_end_is_dated_so_matomo_shows_the_true_length() -> None:
+    params = MAPPER.params(SessionEnded(SESSION, 1300, 1240, EndReason.LEFT))
+    assert (params["e_a"], params["e_v"], params["cdt"]) == ("end", "60", "1299")
+    # Matomo: visit_total_time = last action - first action + 1
+    assert int(params["cdt"]) - SESSION.started_at + 1 == 300
+
+
+def test_zero_length_session_never_dates_before_its_start() -> None:
+    params = MAPPER.params(SessionEnded(SESSION, 1000, 1000, EndReason.LEFT))
+    assert params["cdt"] == "1000"
+
+
+def test_visitor_id_is_stable_salted_and_separates_slots() -> None:
+    again = Session("main", "i2", "/other", "99", "203.0.113.9", "VLC/3.0.18", "", 9, 0)
+    second = Session("main", "i1", "/live.mp3", "8", "203.0.113.9", "VLC/3.0.18", "", 1000, 1)
+    vid = visitor_id("salt", SESSION)
+    assert len(vid) == 16
+    assert int(vid, 16) >= 0
+    assert visitor_id("salt", again) == vid
+    assert visitor_id("salt", second) != vid
+    assert visitor_id("pepper", SESSION) != vid
+
+
+def test_query_string_round_trips() -> None:
+    query = MAPPER.query_string(SessionStarted(SESSION))
+    assert query.startswith("?")
+    assert dict(parse_qsl(query[1:])) == MAPPER.params(SessionStarted(SESSION))

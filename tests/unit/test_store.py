@@ -1,0 +1,70 @@
+"""The SQLite state store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from audimeter.events import EndReason, Session, SessionEnded, SessionStarted
+from audimeter.sessionizer import MountRecord
+from audimeter.store import Store, StoreError
+
+SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0)
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "a.db"
+    store = Store.open(path)
+    salt = store.salt()
+    store.commit([SessionStarted(SESSION)], [MountRecord("main", "i1", "/live", 150)], ["?a=1"])
+    store.close()
+
+    store = Store.open(path)
+    assert store.salt() == salt
+    assert store.load_sessions() == [SESSION]
+    assert store.load_mounts() == [MountRecord("main", "i1", "/live", 150)]
+    assert [row.payload for row in store.outbox_batch(10)] == ["?a=1"]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_end_removes_the_session_and_mounts_are_replaced(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "a.db")
+    store.commit([SessionStarted(SESSION)], [MountRecord("main", "i1", "/live", 150)], [])
+    store.commit(
+        [SessionEnded(SESSION, 150, 100, EndReason.LEFT)],
+        [MountRecord("main", "i1", "/other", 160)],
+        ["?b=2"],
+    )
+    assert store.load_sessions() == []
+    assert store.load_mounts() == [MountRecord("main", "i1", "/other", 160)]
+
+
+def test_outbox_acknowledge_and_dead_letter(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "a.db")
+    store.commit([], [], [f"?n={n}" for n in range(5)])
+    rows = store.outbox_batch(3)
+    assert [r.payload for r in rows] == ["?n=0", "?n=1", "?n=2"]
+    store.acknowledge([rows[0].id, rows[2].id])
+    store.dead_letter([rows[1]], "HTTP 400: bad")
+    assert [r.payload for r in store.outbox_batch(10)] == ["?n=3", "?n=4"]
+    assert store.outbox_size() == 2
+    (dead,) = store.dead_letters()
+    assert (dead.payload, dead.reason) == ("?n=1", "HTTP 400: bad")
+
+
+def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    garbage = b"this is not a database" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(StoreError, match="left untouched"):
+        Store.open(path)
+    assert path.read_bytes() == garbage
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot be created"):
+        Store.open(blocker / "a.db")
