@@ -22,7 +22,11 @@ from .test_core import VLC, write_config
 def audimeter(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "audimeter", *args],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
 
 
@@ -48,8 +52,9 @@ def test_check_names_what_is_wrong(
 ) -> None:
     with RecordingMatomo(token_auth="another-token-entirely") as matomo:
         config = write_config(tmp_path, icecast, matomo)
-        text = config.read_text().replace(f'password = "{icecast.admin_auth[1]}"',
-                                          'password = "not-the-password"')
+        text = config.read_text().replace(
+            f'password = "{icecast.admin_auth[1]}"', 'password = "not-the-password"'
+        )
         config.write_text(text)
         result = audimeter("check", "--config", str(config))
     assert result.returncode == 1
@@ -67,7 +72,9 @@ def test_check_unknown_site_and_unreachable_source(
 ) -> None:
     with RecordingMatomo(site_ids={2}) as matomo:
         config = write_config(tmp_path, icecast, matomo)
-        config.write_text(config.read_text().replace(icecast.url, f"http://127.0.0.1:{free_port()}"))
+        config.write_text(
+            config.read_text().replace(icecast.url, f"http://127.0.0.1:{free_port()}")
+        )
         result = audimeter("check", "--config", str(config))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -97,8 +104,9 @@ def test_without_matomo_sessions_are_printed_as_json_lines(
 
 def test_config_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[[sources]]\nname = "main"\nkind = "icecast"\nurl = "http://x:1"\n'
-                      "poll_interval = -1\n")
+    config.write_text(
+        '[[sources]]\nname = "main"\nkind = "icecast"\nurl = "http://x:1"\npoll_interval = -1\n'
+    )
     for command in ("run", "check"):
         result = audimeter(command, "--config", str(config))
         assert result.returncode == 2
@@ -119,8 +127,10 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     state.write_bytes(b"garbage" * 1000)
     config = tmp_path / "a.toml"
-    config.write_text(f'[state]\npath = "{state}"\n[[sources]]\nname = "main"\nkind = "icecast"\n'
-                      f'url = "http://127.0.0.1:{free_port()}"\npassword = "x"\n')
+    config.write_text(
+        f'[state]\npath = "{state}"\n[[sources]]\nname = "main"\nkind = "icecast"\n'
+        f'url = "http://127.0.0.1:{free_port()}"\npassword = "x"\n'
+    )
     started = time.monotonic()
     result = audimeter("run", "--config", str(config))
     assert time.monotonic() - started < 30

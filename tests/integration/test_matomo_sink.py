@@ -23,7 +23,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def fill(store: Store, count: int, site: int = 1) -> list[str]:
     payloads = [
-        f"?idsite={site}&rec=1&cid={n:016x}&url=http%3A%2F%2Fr%2Fm&action_name=m&cdt={1_700_000_000 + n}"
+        f"?idsite={site}&rec=1&cid={n:016x}&url=http%3A%2F%2Fr%2Fm&action_name=m"
+        f"&cdt={1_700_000_000 + n}"
         for n in range(count)
     ]
     store.commit([], [], payloads)
@@ -31,14 +32,23 @@ def fill(store: Store, count: int, site: int = 1) -> list[str]:
 
 
 def flush(
-    store: Store, matomo: RecordingMatomo, *, token: str = DEFAULT_TOKEN, rounds: int = 50,
-    batch_size: int = 10, timeout: float = 5.0,
+    store: Store,
+    matomo: RecordingMatomo,
+    *,
+    token: str = DEFAULT_TOKEN,
+    rounds: int = 50,
+    batch_size: int = 10,
+    timeout: float = 5.0,
 ) -> MatomoSink:
     async def go() -> MatomoSink:
         async with httpx.AsyncClient(timeout=timeout) as client:
             sink = MatomoSink(
-                store, client, tracking_url=matomo.tracking_url, token_auth=token,
-                batch_size=batch_size, backoff=Backoff(initial=0.01, maximum=0.05),
+                store,
+                client,
+                tracking_url=matomo.tracking_url,
+                token_auth=token,
+                batch_size=batch_size,
+                backoff=Backoff(initial=0.01, maximum=0.05),
             )
             for _ in range(rounds):
                 if not await sink.flush_once():
@@ -79,8 +89,14 @@ def test_unreachable_matomo_keeps_everything(store: Store) -> None:
 
     async def go() -> None:
         async with httpx.AsyncClient(timeout=1) as client:
-            sink = MatomoSink(store, client, tracking_url=url, token_auth=DEFAULT_TOKEN,
-                              batch_size=10, backoff=Backoff(initial=0.01, maximum=0.01))
+            sink = MatomoSink(
+                store,
+                client,
+                tracking_url=url,
+                token_auth=DEFAULT_TOKEN,
+                batch_size=10,
+                backoff=Backoff(initial=0.01, maximum=0.01),
+            )
             assert await sink.flush_once()
             assert sink.stats.failures == 1
 
