@@ -142,6 +142,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             mapper = RequestMapper(
                 store.salt(),
                 {s.name: SiteMapping(matomo.site_id, s.base_url) for s in config.sources},
+                default_site_id=matomo.site_id,
             )
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})

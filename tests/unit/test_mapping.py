@@ -8,7 +8,7 @@ from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive,
 from audimeter.matomo.mapping import RequestMapper, SiteMapping, visitor_id
 
 SESSION = Session("main", "i1", "/live.mp3", "7", "203.0.113.9", "VLC/3.0.18", "", 1000, 0)
-MAPPER = RequestMapper("salt", {"main": SiteMapping(3, "http://radio.example:8000")})
+MAPPER = RequestMapper("salt", {"main": SiteMapping(3, "http://radio.example:8000")}, 3)
 COMMON = {
     "idsite": "3",
     "rec": "1",
@@ -72,3 +72,10 @@ def test_query_string_round_trips() -> None:
     query = MAPPER.query_string(SessionStarted(SESSION))
     assert query.startswith("?")
     assert dict(parse_qsl(query[1:])) == MAPPER.params(SessionStarted(SESSION))
+
+
+def test_sessions_of_a_source_no_longer_configured_still_end() -> None:
+    gone = Session("old", "i1", "/x", "1", "10.0.0.1", "VLC", "", 100, 0)
+    params = MAPPER.params(SessionEnded(gone, 200, 100, EndReason.SOURCE_LOST))
+    assert (params["idsite"], params["e_a"], params["cdt"]) == ("3", "end", "199")
+    assert "url" not in params

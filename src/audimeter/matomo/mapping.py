@@ -43,9 +43,12 @@ class SiteMapping:
 
 
 class RequestMapper:
-    def __init__(self, salt: str, sites: dict[str, SiteMapping]) -> None:
+    def __init__(self, salt: str, sites: dict[str, SiteMapping], default_site_id: int) -> None:
         self._salt = salt
         self._sites = sites
+        # Sessions kept from a source since removed from the configuration still get their
+        # keep-alives and end; events need no URL, and starts only come from polled sources.
+        self._fallback = SiteMapping(default_site_id, "")
 
     def title(self, session: Session) -> str:
         return f"{session.source} {session.mount}"
@@ -53,16 +56,17 @@ class RequestMapper:
     def params(self, event: Event) -> dict[str, str]:
         """The tracking request parameters for one session event."""
         session = event.session
-        site = self._sites[session.source]
+        site = self._sites.get(session.source, self._fallback)
         params = {
             "idsite": str(site.site_id),
             "rec": "1",
             "apiv": "1",
             "cid": visitor_id(self._salt, session),
-            "url": site.stream_base_url + session.mount,
             "cip": session.ip,
             "ua": session.user_agent,
         }
+        if site.stream_base_url:
+            params["url"] = site.stream_base_url + session.mount
         if isinstance(event, SessionStarted):
             params["new_visit"] = "1"
             params["action_name"] = self.title(session)
