@@ -45,32 +45,65 @@ REPETITIONS = {10_000: 25, 100_000: 8}
 # (weight, user agent): browsers, mobile apps, players, smart speakers and a few tools, in
 # roughly the proportions a public radio stream sees.
 USER_AGENTS: tuple[tuple[int, str], ...] = (
-    (90, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/120.0.0.0 Safari/537.36"),
-    (40, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/119.0.0.0 Safari/537.36"),
-    (45, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0"),
+    (
+        90,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36",
+    ),
+    (
+        40,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/119.0.0.0 Safari/537.36",
+    ),
+    (
+        45,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+    ),
     (35, "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"),
     (12, "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Firefox/115.0"),
-    (30, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
-     "Gecko) Version/17.1 Safari/605.1.15"),
-    (25, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
-     "Gecko) Chrome/120.0.0.0 Safari/537.36"),
+    (
+        30,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/17.1 Safari/605.1.15",
+    ),
+    (
+        25,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/120.0.0.0 Safari/537.36",
+    ),
     (10, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:120.0) Gecko/20100101 Firefox/120.0"),
-    (8, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/120.0.0.0 Safari/537.36"),
+    (
+        8,
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36",
+    ),
     (5, "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"),
-    (60, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
-     "like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"),
-    (20, "Mozilla/5.0 (iPhone; CPU iPhone OS 16_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
-     "like Gecko) Version/16.6 Mobile/15E148 Safari/604.1"),
-    (10, "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-     "Version/17.1 Mobile/15E148 Safari/604.1"),
-    (55, "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/120.0.6099.43 Mobile Safari/537.36"),
-    (15, "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S911B) AppleWebKit/537.36 (KHTML, like "
-     "Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36"),
+    (
+        60,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        20,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 16_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        10,
+        "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.1 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        55,
+        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.6099.43 Mobile Safari/537.36",
+    ),
+    (
+        15,
+        "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S911B) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    ),
     (50, "AppleCoreMedia/1.0.0.21B101 (iPhone; U; CPU OS 17_1_2 like Mac OS X; de_de)"),
     (20, "AppleCoreMedia/1.0.0.20G81 (iPhone; U; CPU OS 16_6_1 like Mac OS X; en_us)"),
     (8, "AppleCoreMedia/1.0.0.23B81 (Macintosh; U; Intel Mac OS X 14_1_2; en_gb)"),
@@ -89,8 +122,11 @@ USER_AGENTS: tuple[tuple[int, str], ...] = (
     (15, "VLC/3.0.20 LibVLC/3.0.20"),
     (8, "VLC/3.0.18 LibVLC/3.0.18"),
     (4, "VLC/3.0.16 LibVLC/3.0.16"),
-    (10, "iTunes/12.13 (Windows; Microsoft Windows 10 x64 Professional Edition (Build 19045); x64) "
-     "AppleWebKit/7617.1017.1001.1"),
+    (
+        10,
+        "iTunes/12.13 (Windows; Microsoft Windows 10 x64 Professional Edition (Build 19045); x64) "
+        "AppleWebKit/7617.1017.1001.1",
+    ),
     (5, "Music/1.4.1 (Macintosh; OS X 14.1.2) AppleWebKit/617.1.17.11.12"),
     (6, "WinampMPEG/5.66, Ultravox/2.1"),
     (3, "WinampMPEG/2.9"),
@@ -105,8 +141,11 @@ USER_AGENTS: tuple[tuple[int, str], ...] = (
     (2, "Streamripper/1.x"),
     (20, "Sonos/79.1-52294 (ZPS27)"),
     (18, "AlexaMediaPlayer/2.1.6131.0 (Linux;Android 7.1.2) ExoPlayerLib/2.11.8"),
-    (10, "Mozilla/5.0 (X11; Linux armv7l) AppleWebKit/537.36 (KHTML, like Gecko) "
-     "Chrome/114.0.5735.336 Safari/537.36 CrKey/1.56.500000 DeviceType/AudioReceiver"),
+    (
+        10,
+        "Mozilla/5.0 (X11; Linux armv7l) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/114.0.5735.336 Safari/537.36 CrKey/1.56.500000 DeviceType/AudioReceiver",
+    ),
     (6, "Roku/DVP-12.5 (12.5.0.4178-88)"),
     (4, "Bose/28.0.6.46330 (Linux; SoundTouch)"),
     (3, "curl/7.88.1"),
@@ -268,12 +307,14 @@ def profile(size: int, rng: random.Random) -> None:
     timed_poll(sessionizer, crowd.listclients(T0), T0)
     at = T0 + POLL_INTERVAL
     body = next_poll(crowd, size, at)
+    gc.collect()
     profiler = cProfile.Profile()
     profiler.enable()
-    timed_poll(sessionizer, body, at)
+    _, listeners = parse_listclients(body)
+    sessionizer.observe(MountPolled(SOURCE, at, INSTANCE, MOUNT, listeners))
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
     print(f"cProfile of one steady-state poll of {size} listeners:")
     print(out.getvalue())
 
