@@ -6,9 +6,9 @@ pretend to a precision the servers do not have.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class Listener(NamedTuple):
@@ -20,6 +20,38 @@ class Listener(NamedTuple):
     connected: int
     """Seconds since the server accepted the connection."""
     referrer: str = ""
+
+
+class ListenerTable(Protocol):
+    """The listeners of one poll: every client id at once, a listener's details on demand.
+
+    Each poll lists mostly the same listeners as the one before, and for those the sessionizer
+    needs nothing but the id; so sources may decode the details of new listeners only.
+    """
+
+    @property
+    def client_ids(self) -> Sequence[str]: ...
+
+    def details(self, index: int) -> Listener:
+        """The listener whose id is `client_ids[index]`."""
+        ...
+
+
+class ListenerList:
+    """A `ListenerTable` of listeners decoded up front."""
+
+    __slots__ = ("_listeners", "client_ids")
+
+    def __init__(self, listeners: Iterable[Listener]) -> None:
+        self._listeners = list(listeners)
+        self.client_ids: Sequence[str] = [listener.client_id for listener in self._listeners]
+
+    def details(self, index: int) -> Listener:
+        return self._listeners[index]
+
+
+def decode_all(table: ListenerTable) -> list[Listener]:
+    return [table.details(index) for index in range(len(table.client_ids))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +72,7 @@ class MountPolled:
     at: int
     instance: str
     mount: str
-    listeners: Sequence[Listener]
+    listeners: ListenerTable
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """`audimeter run`: sources → sessionizer → store → sinks, until told to stop.
 
-Each source polls on its own schedule, so a slow server never delays another; their observations
-queue up for a single pipeline step that runs the sessionizer and commits what changed in one
-transaction before any sink sees it.
+Each source polls on its own schedule, so a slow server never delays another. Their observations
+pass one at a time through a single pipeline step that runs the sessionizer and commits what
+changed in one transaction before any sink sees it. The hand-over queue holds one observation:
+a source parses its next listing only once the previous one has been taken, which bounds memory.
 """
 
 from __future__ import annotations
@@ -105,18 +106,17 @@ class _SourceHealth:
         self._problem = None
 
 
-async def _poll_forever(poller: IcecastPoller, queue: asyncio.Queue[list[Observation]]) -> None:
+async def _poll_forever(poller: IcecastPoller, queue: asyncio.Queue[Observation]) -> None:
     health = _SourceHealth(poller.name)
     interval = poller.config.poll_interval
     while True:
         started = time.monotonic()
         try:
-            observations = await poller.poll()
+            await poller.poll(queue.put)
         except SourceError as exc:
             health.failed(str(exc))
         else:
             health.succeeded()
-            await queue.put(observations)
         await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
 
 
@@ -171,7 +171,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             resumed,
         )
 
-        queue: asyncio.Queue[list[Observation]] = asyncio.Queue()
+        queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=1)
         tasks = []
         for source in config.sources:
             client = await exit_stack.enter_async_context(source_client(source))
@@ -186,7 +186,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                     {getting, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getting.done():
-                    pipeline.feed(getting.result())
+                    pipeline.feed([getting.result()])
                 else:
                     getting.cancel()
                 pipeline.feed([Tick(int(time.time()))])
@@ -196,7 +196,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             await asyncio.gather(*tasks, return_exceptions=True)
             stopping.cancel()
             while not queue.empty():
-                pipeline.feed(queue.get_nowait())
+                pipeline.feed([queue.get_nowait()])
         if sink is not None:
             await sink.drain(SHUTDOWN_DRAIN_SECONDS)
         log.info(

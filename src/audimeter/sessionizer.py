@@ -151,16 +151,19 @@ class Sessionizer:
         last_seen = state.last_seen
         # A clock that steps back must not make time run backwards inside a session.
         at = max(obs.at, last_seen)
-        present = {listener.client_id: listener for listener in obs.listeners}
+        table = obs.listeners
+        client_ids = table.client_ids
+        present = set(client_ids)
         sessions = state.sessions
 
         for client_id in [c for c in sessions if c not in present]:
             events.append(self._ended(sessions.pop(client_id), last_seen, EndReason.LEFT))
 
         interval = self._interval
-        for client_id, listener in present.items():
+        for index, client_id in enumerate(client_ids):
             known = sessions.get(client_id)
             if known is None:
+                listener = table.details(index)
                 start = at - max(listener.connected, 0)
                 if not first_poll and start < last_seen:
                     start = last_seen

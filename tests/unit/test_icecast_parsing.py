@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audimeter.observations import Listener
+from audimeter.observations import Listener, decode_all
 from audimeter.sources.icecast import IcecastFormatError, parse_listclients, parse_stats
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
@@ -75,7 +75,9 @@ LISTCLIENTS = {
 
 @pytest.mark.parametrize(("name", "expected"), LISTCLIENTS.items(), ids=LISTCLIENTS.keys())
 def test_listclients(name: str, expected: tuple[str, list[Listener]]) -> None:
-    assert parse_listclients(fixture(name)) == expected
+    mount, table = parse_listclients(fixture(name))
+    assert (mount, decode_all(table)) == expected
+    assert table.client_ids == [listener.client_id for listener in expected[1]]
 
 
 def test_every_listclients_capture_is_covered() -> None:
@@ -109,7 +111,7 @@ def test_error_pages_are_not_icecast_xml(name: str) -> None:
 def test_listmounts_is_not_a_listclients_answer() -> None:
     # listmounts has <source> elements but no listeners: parsed as a mount with nobody on it.
     mount, listeners = parse_listclients(fixture("admin_listmounts.xml"))
-    assert (mount, listeners) == ("/auth.mp3", [])
+    assert (mount, decode_all(listeners)) == ("/auth.mp3", [])
 
 
 def test_stats_needs_the_instance() -> None:
@@ -133,7 +135,7 @@ def test_bad_xml_is_refused_or_harmless(payload: bytes) -> None:
         mount, listeners = parse_listclients(payload)
     except IcecastFormatError:
         return
-    raise AssertionError(f"parsed {mount!r} {listeners!r}")
+    raise AssertionError(f"parsed {mount!r} {decode_all(listeners)!r}")
 
 
 def test_external_entities_are_not_resolved(tmp_path: Path) -> None:
@@ -145,4 +147,18 @@ def test_external_entities_are_not_resolved(tmp_path: Path) -> None:
         "</source></icestats>"
     ).encode()
     _, listeners = parse_listclients(payload)
-    assert "TOPSECRET" not in repr(listeners)
+    assert "TOPSECRET" not in repr(decode_all(listeners))
+
+
+def test_listener_without_an_id_is_left_out() -> None:
+    payload = (
+        b'<icestats><source mount="/a"><listener><IP>10.0.0.1</IP><ID>4</ID></listener>'
+        b"<listener><IP>10.0.0.2</IP><ID></ID></listener>"
+        b"<listener><IP>10.0.0.3</IP><UserAgent>x</UserAgent><ID>9</ID>"
+        b"<Connected>oops</Connected></listener></source></icestats>"
+    )
+    _, table = parse_listclients(payload)
+    assert decode_all(table) == [
+        Listener("4", "10.0.0.1", "", 0),
+        Listener("9", "10.0.0.3", "x", 0),
+    ]

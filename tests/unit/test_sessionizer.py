@@ -15,7 +15,14 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
-from audimeter.observations import Listener, MountPolled, Observation, SourceSeen, Tick
+from audimeter.observations import (
+    Listener,
+    ListenerList,
+    MountPolled,
+    Observation,
+    SourceSeen,
+    Tick,
+)
 from audimeter.sessionizer import MountRecord, Sessionizer
 
 SRC = "main"
@@ -28,7 +35,7 @@ def listener(cid: str, connected: int, ip: str = "10.0.0.1", ua: str = "VLC/3.0"
 
 
 def poll(at: int, *listeners: Listener, mount: str = "/live", instance: str = A) -> MountPolled:
-    return MountPolled(SRC, at, instance, mount, listeners)
+    return MountPolled(SRC, at, instance, mount, ListenerList(listeners))
 
 
 def seen(at: int, *mounts: str, instance: str = A) -> SourceSeen:

@@ -3,6 +3,11 @@
 One poll cycle asks `/admin/stats` for the server instance (`server_start_iso8601`) and the live
 mounts, then `/admin/listclients` for every mount at once. A mount whose listing fails is left
 out: its listeners are unknown this cycle, not gone.
+
+The listings are fetched together but parsed one at a time, each handed on before the next is
+parsed: a parsed listing takes several times the memory of its bytes. Of a listing only the client
+ids are read up front; a listener's other fields are decoded when the sessionizer asks for them,
+which it does for new listeners only.
 """
 
 from __future__ import annotations
@@ -10,14 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 from lxml import etree
 
 from audimeter.config import SourceConfig
-from audimeter.observations import Listener, MountPolled, Observation, SourceSeen
+from audimeter.observations import (
+    Listener,
+    ListenerList,
+    ListenerTable,
+    MountPolled,
+    Observation,
+    SourceSeen,
+)
 from audimeter.sources import SourceError
 from audimeter.sources.http import fetch
 
@@ -70,23 +82,49 @@ def parse_stats(body: bytes) -> ServerStats:
     return ServerStats(root.findtext("server_id") or "Icecast", instance, mounts)
 
 
-def parse_listclients(body: bytes) -> tuple[str, list[Listener]]:
+_CLIENT_IDS = etree.XPath("listener/ID/text()", smart_strings=False)
+_LISTENER_COUNT = etree.XPath("count(listener)")
+
+
+def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
     """`/admin/listclients?mount=…`: the mount and every listener on it."""
     root = _root(body)
     source = root.find("source")
     if source is None or not source.get("mount"):
         raise IcecastFormatError("no <source mount=…> in /admin/listclients")
-    listeners = []
+    mount = source.get("mount", "")
+    client_ids = _CLIENT_IDS(source)
+    if isinstance(client_ids, list) and len(client_ids) == _LISTENER_COUNT(source):
+        return mount, _Listing(source, client_ids)  # type: ignore[arg-type]
+    # Some listener lacks an id: decode them all and leave those out.
+    decoded = (_decode(element) for element in source.iterchildren("listener"))
+    return mount, ListenerList(listener for listener in decoded if listener.client_id)
+
+
+def _decode(element: etree._Element) -> Listener:
+    values = ["", "", "", ""]
     fields = _LISTENER_FIELDS
-    for element in source.iterchildren("listener"):
-        values = ["", "", "", ""]
-        for child in element:
-            index = fields.get(child.tag)
-            if index is not None:
-                values[index] = child.text or ""
-        if values[3]:
-            listeners.append(Listener(values[3], values[0], values[1], _int(values[2])))
-    return source.get("mount", ""), listeners
+    for child in element:
+        index = fields.get(child.tag)
+        if index is not None:
+            values[index] = child.text or ""
+    return Listener(values[3], values[0], values[1], _int(values[2]))
+
+
+class _Listing:
+    """A parsed listing whose listeners are decoded when asked for."""
+
+    __slots__ = ("_elements", "_source", "client_ids")
+
+    def __init__(self, source: etree._Element, client_ids: list[str]) -> None:
+        self._source = source
+        self._elements: list[etree._Element] | None = None
+        self.client_ids = client_ids
+
+    def details(self, index: int) -> Listener:
+        if self._elements is None:
+            self._elements = list(self._source.iterchildren("listener"))
+        return _decode(self._elements[index])
 
 
 def _int(text: str | None) -> int:
@@ -128,24 +166,33 @@ class IcecastPoller:
                 "is this an Icecast server?"
             ) from None
 
-    async def poll(self) -> list[Observation]:
-        """One cycle: the server's instance and mounts, then each mount's listeners."""
-        stats = await self.stats()
-        observations: list[Observation] = [
-            SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(stats.mounts))
-        ]
-        results = await asyncio.gather(
-            *(self._poll_mount(stats.instance, mount) for mount in stats.mounts)
-        )
-        observations.extend(r for r in results if r is not None)
-        return observations
+    async def poll(self, emit: Callable[[Observation], Awaitable[None]]) -> None:
+        """One cycle: the server's instance and mounts, then each mount's listeners.
 
-    async def _poll_mount(self, instance: str, mount: str) -> MountPolled | None:
+        Raises `SourceError` when the server cannot be asked at all.
+        """
+        stats = await self.stats()
+        await emit(
+            SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(stats.mounts))
+        )
+        listings = await asyncio.gather(*(self._fetch_listing(mount) for mount in stats.mounts))
+        for mount, at, body in listings:
+            if body is None:
+                continue
+            try:
+                listed_mount, listeners = parse_listclients(body)
+            except IcecastFormatError as exc:
+                self._skipped(mount, str(exc))
+                continue
+            await emit(MountPolled(self.name, at, stats.instance, listed_mount, listeners))
+
+    async def _fetch_listing(self, mount: str) -> tuple[str, int, bytes | None]:
         try:
             body = await self._get("/admin/listclients", {"mount": mount})
-            at = int(self._clock())
-            listed_mount, listeners = parse_listclients(body)
-        except (SourceError, IcecastFormatError) as exc:
-            log.warning("source %s: mount %s skipped this cycle: %s", self.name, mount, exc)
-            return None
-        return MountPolled(self.name, at, instance, listed_mount, listeners)
+        except SourceError as exc:
+            self._skipped(mount, str(exc))
+            return mount, 0, None
+        return mount, int(self._clock()), body
+
+    def _skipped(self, mount: str, problem: str) -> None:
+        log.warning("source %s: mount %s skipped this cycle: %s", self.name, mount, problem)
