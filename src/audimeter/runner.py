@@ -135,8 +135,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
     listeners: list[EventListener] = []
     mapper: RequestMapper | None = None
     sink: MatomoSink | None = None
-    exit_stack = contextlib.AsyncExitStack()
-    async with exit_stack:
+    async with contextlib.AsyncExitStack() as exit_stack:
         matomo = config.matomo
         if matomo is not None:
             mapper = RequestMapper(
@@ -190,6 +189,9 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 else:
                     getting.cancel()
                 pipeline.feed([Tick(int(time.time()))])
+                for task in tasks:
+                    if task.done():  # pollers and the sink run forever: an end is a failure
+                        task.result()
         finally:
             for task in tasks:
                 task.cancel()
