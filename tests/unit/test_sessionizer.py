@@ -183,14 +183,21 @@ def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
     assert [(brief(e), e.session.slot) for e in other] == [(("start", "4", 119), 0)]
 
 
-def test_resumes_from_stored_state_without_a_second_start() -> None:
-    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
-    s = Sessionizer(
+STORED = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
+
+
+def restored() -> Sessionizer:
+    """As restarted from a store holding one session, last polled at 200."""
+    return Sessionizer(
         keepalive_interval=120,
         outage_grace=60,
         mounts=[MountRecord(SRC, A, "/live", 200)],
-        sessions=[session],
+        sessions=[STORED],
     )
+
+
+def test_resumes_from_stored_state_without_a_second_start() -> None:
+    s = restored()
     assert [brief(e) for e in s.observe(poll(250, listener("7", 155)))] == [("alive", "7", 215, 95)]
     assert [brief(e) for e in s.observe(poll(340, listener("7", 245)))] == [
         ("alive", "7", 335, 215)
@@ -200,22 +207,14 @@ def test_resumes_from_stored_state_without_a_second_start() -> None:
 
 
 def test_resume_ends_sessions_gone_while_stopped_at_their_last_sighting() -> None:
-    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
-    s = Sessionizer(
-        keepalive_interval=120,
-        outage_grace=60,
-        mounts=[MountRecord(SRC, A, "/live", 200)],
-        sessions=[session],
-    )
-    (ended,) = s.observe(poll(5000))
+    (ended,) = restored().observe(poll(5000))
     assert isinstance(ended, SessionEnded)
     assert (ended.at, ended.previous_at, ended.reason) == (200, 95, EndReason.LEFT)
 
 
 def test_stored_session_without_its_mount_is_refused() -> None:
-    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
     with pytest.raises(ValueError, match="inconsistent"):
-        Sessionizer(keepalive_interval=120, outage_grace=60, sessions=[session])
+        Sessionizer(keepalive_interval=120, outage_grace=60, sessions=[STORED])
 
 
 def test_per_source_grace() -> None:
