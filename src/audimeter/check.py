@@ -29,23 +29,23 @@ async def check_source(source: SourceConfig) -> CheckResult:
     async with source_client(source) as client:
         poller = IcecastPoller(source, client)
         try:
-            stats = await poller.stats()
+            info = await poller.describe()
         except SourceError as exc:
             return CheckResult(False, subject, str(exc).removeprefix(f"{subject} "))
-        if not stats.mounts:
+        if not info.mounts:
             return CheckResult(
                 False,
                 subject,
-                f"{stats.server_id} at {source.base_url} answers, but no mount is live "
+                f"{info.software} at {source.base_url} answers, but no mount is live "
                 "(is a source client streaming?)",
             )
-        mounts = ", ".join(f"{m} ({n})" for m, n in sorted(stats.mounts.items()))
-        total = sum(stats.mounts.values())
+        mounts = ", ".join(f"{m} ({n})" for m, n in sorted(info.mounts.items()))
+        total = sum(info.mounts.values())
         return CheckResult(
             True,
             subject,
-            f"{stats.server_id} at {source.base_url}, credentials accepted, "
-            f"{len(stats.mounts)} mount(s) with {total} listener(s): {mounts}",
+            f"{info.software} at {source.base_url}, credentials accepted, "
+            f"{len(info.mounts)} mount(s) with {total} listener(s): {mounts}",
         )
 
 

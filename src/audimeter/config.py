@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -62,24 +64,93 @@ class MatomoConfig(_Model):
         return str(self.url).rstrip("/") + "/index.php"
 
 
+Network = IPv4Network | IPv6Network
+SiteId = Annotated[int, Field(ge=1)]
+
+DEFAULT_EXCLUDED_USER_AGENTS = (
+    r"^icecast",  # another Icecast relaying the stream
+    r"shoutcast|sc_serv",  # a SHOUTcast relay
+    r"liquidsoap",
+    r"streamripper|ripper|radiosure.*record",
+    r"uptimerobot|pingdom|statuscake|site24x7|nagios|check_http|zabbix|monit/|"
+    r"prometheus|blackbox|updown\.io|hetrixtools|freshping",
+    r"bot\b|spider|crawler",
+    r"^curl/|^wget/|^python-requests|^python-httpx|^go-http-client",
+    r"^audimeter/",
+)
+
+
 class SourceConfig(_Model):
     name: Name
-    kind: Literal["icecast"]
+    kind: Literal["icecast", "shoutcast2", "shoutcast1"]
     url: AnyHttpUrl
     username: str = "admin"
     password: SecretStr
     poll_interval: Annotated[float, Field(ge=0.2, le=3600)] = 10.0
     outage_grace: Annotated[int, Field(ge=0)] = 120
     timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    streams: list[Annotated[int, Field(ge=1)]] | None = None
+    """SHOUTcast 2 stream ids to poll; all streams the server lists when absent."""
+    site_id: SiteId | None = None
+    """The Matomo site of this source's sessions; matomo.site_id when absent."""
+    sites: dict[str, SiteId] = {}
+    """Matomo site per mount (or SHOUTcast 2 stream id), overriding site_id."""
+    public_url: AnyHttpUrl | None = None
+    """The URL listeners use, shown in Matomo; url when absent."""
+    title: str = "{source} {mount}"
+    include: list[str] = []
+    """Mount patterns (shell-style, e.g. "/live*") to follow; every mount when empty."""
+    exclude: list[str] = []
+    trusted_proxies: list[Network] = []
+
+    @field_validator("title")
+    @classmethod
+    def _known_placeholders(cls, title: str) -> str:
+        try:
+            title.format(source="", mount="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown placeholder or stray brace {exc}; use {{source}} and {{mount}}"
+            ) from None
+        return title
+
+    @model_validator(mode="after")
+    def _streams_for_shoutcast2(self) -> SourceConfig:
+        if self.streams is not None and self.kind != "shoutcast2":
+            raise ValueError('streams applies to kind = "shoutcast2" only')
+        return self
 
     @property
     def base_url(self) -> str:
         return str(self.url).rstrip("/")
 
+    @property
+    def stream_base_url(self) -> str:
+        return str(self.public_url or self.url).rstrip("/")
+
+
+class FiltersConfig(_Model):
+    exclude_user_agents: list[str] = list(DEFAULT_EXCLUDED_USER_AGENTS)
+    """Regular expressions (case-insensitive, searched anywhere in the user agent)."""
+    exclude_addresses: list[Network] = []
+    min_session: Annotated[int, Field(ge=0)] = 0
+    """Seconds a session must last before it counts; shorter ones are never sent."""
+
+    @field_validator("exclude_user_agents")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+        return patterns
+
 
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
+    filters: FiltersConfig = FiltersConfig()
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
     """Used when there is no [matomo] table; with one, matomo.keepalive_interval applies."""

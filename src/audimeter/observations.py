@@ -20,6 +20,8 @@ class Listener(NamedTuple):
     connected: int
     """Seconds since the server accepted the connection."""
     referrer: str = ""
+    forwarded_for: str = ""
+    """The raw X-Forwarded-For header, where the server reports it."""
 
 
 class ListenerTable(Protocol):

@@ -26,7 +26,7 @@ from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import Observation, Tick
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
-from audimeter.sources import SourceError
+from audimeter.sources import Poller, SourceError
 from audimeter.sources.icecast import IcecastPoller
 from audimeter.store import Store
 
@@ -106,9 +106,9 @@ class _SourceHealth:
         self._problem = None
 
 
-async def _poll_forever(poller: IcecastPoller, queue: asyncio.Queue[Observation]) -> None:
+async def _poll_forever(poller: Poller, queue: asyncio.Queue[Observation]) -> None:
     health = _SourceHealth(poller.name)
-    interval = poller.config.poll_interval
+    interval = poller.poll_interval
     while True:
         started = time.monotonic()
         try:

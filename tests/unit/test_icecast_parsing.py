@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from audimeter.observations import Listener, decode_all
-from audimeter.sources.icecast import IcecastFormatError, parse_listclients, parse_stats
+from audimeter.sources.icecast import parse_listclients, parse_stats
+from audimeter.sources.xml import FormatError
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
@@ -104,7 +105,7 @@ def test_stats(name: str) -> None:
     ],
 )
 def test_error_pages_are_not_icecast_xml(name: str) -> None:
-    with pytest.raises(IcecastFormatError, match="not Icecast XML"):
+    with pytest.raises(FormatError, match="not Icecast XML"):
         parse_listclients(body(name))
 
 
@@ -115,7 +116,7 @@ def test_listmounts_is_not_a_listclients_answer() -> None:
 
 
 def test_stats_needs_the_instance() -> None:
-    with pytest.raises(IcecastFormatError, match="server_start"):
+    with pytest.raises(FormatError, match="server_start"):
         parse_stats(b"<icestats><source mount='/a'/></icestats>")
 
 
@@ -133,7 +134,7 @@ def test_stats_needs_the_instance() -> None:
 def test_bad_xml_is_refused_or_harmless(payload: bytes) -> None:
     try:
         mount, listeners = parse_listclients(payload)
-    except IcecastFormatError:
+    except FormatError:
         return
     raise AssertionError(f"parsed {mount!r} {decode_all(listeners)!r}")
 

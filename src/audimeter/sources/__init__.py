@@ -2,6 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from audimeter.observations import Observation
+
+Emit = Callable[[Observation], Awaitable[None]]
+
 
 class SourceError(Exception):
     """A server could not be polled; the message names the source and what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What `audimeter check` reports about a server."""
+
+    software: str
+    """Server software and version, e.g. "Icecast 2.4.4"."""
+    mounts: dict[str, int]
+    """Live mounts (or streams) and their listener counts."""
+
+
+class Poller(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def poll_interval(self) -> float: ...
+
+    async def describe(self) -> ServerInfo:
+        """Ask the server what it is and what it streams; raises `SourceError`."""
+        ...
+
+    async def poll(self, emit: Emit) -> None:
+        """One poll cycle: emit a `SourceSeen`, then a `MountPolled` per mount that answered.
+
+        Raises `SourceError` when the server cannot be asked at all.
+        """
+        ...

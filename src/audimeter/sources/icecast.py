@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -27,19 +27,15 @@ from audimeter.observations import (
     ListenerList,
     ListenerTable,
     MountPolled,
-    Observation,
     SourceSeen,
 )
-from audimeter.sources import SourceError
+from audimeter.sources import Emit, ServerInfo, SourceError
 from audimeter.sources.http import fetch
+from audimeter.sources.xml import FormatError, parse_xml
 
 log = logging.getLogger(__name__)
 
 _LISTENER_FIELDS = {"IP": 0, "UserAgent": 1, "Connected": 2, "ID": 3}
-
-
-class IcecastFormatError(ValueError):
-    """The body is not the Icecast admin XML that was asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +46,8 @@ class ServerStats:
     """Live mounts and their listener counts."""
 
 
-# Entities are never expanded and nothing is fetched: no XML bombs, no external entities.
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
-)
-
-
 def _root(body: bytes) -> etree._Element:
-    try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise IcecastFormatError(f"not Icecast XML ({exc})") from None
-    if root is None:
-        raise IcecastFormatError("empty response")
-    if root.tag != "icestats":
-        raise IcecastFormatError(f"not Icecast XML (root element <{root.tag}>)")
-    return root
+    return parse_xml(body, "icestats", "Icecast")
 
 
 def parse_stats(body: bytes) -> ServerStats:
@@ -73,7 +55,7 @@ def parse_stats(body: bytes) -> ServerStats:
     root = _root(body)
     instance = root.findtext("server_start_iso8601") or root.findtext("server_start")
     if not instance:
-        raise IcecastFormatError("no server_start_iso8601 in /admin/stats")
+        raise FormatError("no server_start_iso8601 in /admin/stats")
     mounts = {}
     for source in root.iterchildren("source"):
         mount = source.get("mount")
@@ -91,7 +73,7 @@ def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
     root = _root(body)
     source = root.find("source")
     if source is None or not source.get("mount"):
-        raise IcecastFormatError("no <source mount=…> in /admin/listclients")
+        raise FormatError("no <source mount=…> in /admin/listclients")
     mount = source.get("mount", "")
     client_ids = _CLIENT_IDS(source)
     if isinstance(client_ids, list) and len(client_ids) == _LISTENER_COUNT(source):
@@ -150,6 +132,10 @@ class IcecastPoller:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def poll_interval(self) -> float:
+        return self.config.poll_interval
+
     async def _get(self, path: str, params: dict[str, str] | None = None) -> bytes:
         what = f"source {self.name} ({self.config.base_url}{path})"
         return await fetch(
@@ -160,17 +146,18 @@ class IcecastPoller:
         body = await self._get("/admin/stats")
         try:
             return parse_stats(body)
-        except IcecastFormatError as exc:
+        except FormatError as exc:
             raise SourceError(
                 f"source {self.name} ({self.config.base_url}/admin/stats): {exc}; "
                 "is this an Icecast server?"
             ) from None
 
-    async def poll(self, emit: Callable[[Observation], Awaitable[None]]) -> None:
-        """One cycle: the server's instance and mounts, then each mount's listeners.
+    async def describe(self) -> ServerInfo:
+        stats = await self.stats()
+        return ServerInfo(stats.server_id, stats.mounts)
 
-        Raises `SourceError` when the server cannot be asked at all.
-        """
+    async def poll(self, emit: Emit) -> None:
+        """One cycle: the server's instance and mounts, then each mount's listeners."""
         stats = await self.stats()
         await emit(
             SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(stats.mounts))
@@ -181,7 +168,7 @@ class IcecastPoller:
                 continue
             try:
                 listed_mount, listeners = parse_listclients(body)
-            except IcecastFormatError as exc:
+            except FormatError as exc:
                 self._skipped(mount, str(exc))
                 continue
             await emit(MountPolled(self.name, at, stats.instance, listed_mount, listeners))
