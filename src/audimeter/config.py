@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from ipaddress import IPv4Network, IPv6Network
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -64,7 +65,7 @@ class MatomoConfig(_Model):
         return str(self.url).rstrip("/") + "/index.php"
 
 
-Network = IPv4Network | IPv6Network
+Network = IPvAnyNetwork
 SiteId = Annotated[int, Field(ge=1)]
 
 DEFAULT_EXCLUDED_USER_AGENTS = (
@@ -127,6 +128,12 @@ class SourceConfig(_Model):
     @property
     def stream_base_url(self) -> str:
         return str(self.public_url or self.url).rstrip("/")
+
+    def wants_mount(self, mount: str) -> bool:
+        """Whether the include and exclude patterns let this mount be followed."""
+        if self.include and not any(fnmatchcase(mount, p) for p in self.include):
+            return False
+        return not any(fnmatchcase(mount, p) for p in self.exclude)
 
 
 class FiltersConfig(_Model):

@@ -24,6 +24,7 @@ from audimeter.events import Event
 from audimeter.matomo.mapping import RequestMapper, SiteMapping
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import Observation, Tick
+from audimeter.policy import ListenerPolicy
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
@@ -61,10 +62,11 @@ class Pipeline:
         events: list[Event] = []
         for observation in observations:
             events.extend(self._sessionizer.observe(observation))
-        if not events and all(isinstance(o, Tick) for o in observations):
+        changes = self._sessionizer.take_changes()
+        if not events and not changes and all(isinstance(o, Tick) for o in observations):
             return events
         outbox = [self._mapper.query_string(e) for e in events] if self._mapper else []
-        self._store.commit(events, self._sessionizer.mount_records(), outbox)
+        self._store.commit(changes, self._sessionizer.mount_records(), outbox)
         for listener in self._listeners:
             listener(events)
         return events
@@ -77,6 +79,8 @@ def build_sessionizer(config: Config, store: Store) -> Sessionizer:
         outage_grace=max(s.outage_grace for s in config.sources),
         source_graces={s.name: s.outage_grace for s in config.sources},
         catchup_gap=catchup,
+        min_session=config.filters.min_session,
+        admit=ListenerPolicy.from_config(config),
         mounts=store.load_mounts(),
         sessions=store.load_sessions(),
     )
@@ -140,7 +144,12 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         if matomo is not None:
             mapper = RequestMapper(
                 store.salt(),
-                {s.name: SiteMapping(matomo.site_id, s.base_url) for s in config.sources},
+                {
+                    s.name: SiteMapping(
+                        s.site_id or matomo.site_id, s.stream_base_url, s.title, s.sites
+                    )
+                    for s in config.sources
+                },
                 default_site_id=matomo.site_id,
             )
             matomo_client = await exit_stack.enter_async_context(

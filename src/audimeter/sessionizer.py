@@ -24,6 +24,12 @@ observations always give the same events; time arrives inside the observations.
   confirmed are in an unknown state, and end (at their last sighting) only once `at` is more than
   the source's outage grace after that sighting.
 
+Two options shape what counts. `admit` sees each new listener once and may leave it out (a relay,
+a monitor) or correct it (its address behind a proxy); a listener left out stays out while it is
+listed. With `min_session`, a session is held back until it has lasted that long, then started
+with its real start time; one that ends sooner produces no event at all. Whether a session has
+been counted follows from its start and last sighting, so it needs no state either.
+
 Per mount, the state is the time of its last successful poll (`last_seen`) and the open sessions.
 Each open session was present at that poll, so its last sighting and the keep-alives already
 emitted follow from `last_seen` and need no state of their own; this keeps what must be stored
@@ -32,7 +38,7 @@ per poll down to one row per mount.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from audimeter.events import (
@@ -43,7 +49,9 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
-from audimeter.observations import MountPolled, Observation, SourceSeen, Tick
+from audimeter.observations import Listener, MountPolled, Observation, SourceSeen, Tick
+
+Admit = Callable[[str, Listener], Listener | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,23 @@ class MountRecord:
     last_seen: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """A session the store must keep, counted yet or not."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """A session the store can forget."""
+
+    session: Session
+
+
+StateChange = SessionOpened | SessionClosed
+
+
 @dataclass(slots=True)
 class _Mount:
     source: str
@@ -63,6 +88,8 @@ class _Mount:
     mount: str
     last_seen: int
     sessions: dict[str, Session] = field(default_factory=dict)
+    ignored: set[str] = field(default_factory=set)
+    """Listed client ids that `admit` left out."""
 
 
 class Sessionizer:
@@ -73,6 +100,8 @@ class Sessionizer:
         outage_grace: int,
         source_graces: Mapping[str, int] | None = None,
         catchup_gap: int | None = None,
+        min_session: int = 0,
+        admit: Admit | None = None,
         mounts: Iterable[MountRecord] = (),
         sessions: Iterable[Session] = (),
     ) -> None:
@@ -80,6 +109,9 @@ class Sessionizer:
             raise ValueError("keepalive_interval must be at least 1 second")
         self._interval = keepalive_interval
         self._catchup = max(keepalive_interval, catchup_gap or 0)
+        self._min_session = min_session
+        self._admit = admit
+        self._changes: list[StateChange] = []
         self._grace = outage_grace
         self._source_graces = dict(source_graces or {})
         self._mounts: dict[tuple[str, str], _Mount] = {}
@@ -104,6 +136,11 @@ class Sessionizer:
     def sessions(self) -> Iterator[Session]:
         for state in self._mounts.values():
             yield from state.sessions.values()
+
+    def take_changes(self) -> list[StateChange]:
+        """Sessions opened and closed since the last call, in order, for the store."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def mount_records(self) -> list[MountRecord]:
         return [
@@ -157,13 +194,25 @@ class Sessionizer:
         sessions = state.sessions
 
         for client_id in [c for c in sessions if c not in present]:
-            events.append(self._ended(sessions.pop(client_id), last_seen, EndReason.LEFT))
+            self._close(sessions.pop(client_id), last_seen, EndReason.LEFT, events)
+        ignored = state.ignored
+        if ignored:
+            ignored.intersection_update(present)
 
         interval = self._interval
+        min_session = self._min_session
         for index, client_id in enumerate(client_ids):
             known = sessions.get(client_id)
             if known is None:
+                if client_id in ignored:
+                    continue
                 listener = table.details(index)
+                if self._admit is not None:
+                    admitted = self._admit(obs.source, listener)
+                    if admitted is None:
+                        ignored.add(client_id)
+                        continue
+                    listener = admitted
                 start = at - max(listener.connected, 0)
                 if not first_poll and start < last_seen:
                     start = last_seen
@@ -179,12 +228,19 @@ class Sessionizer:
                     slot=self._take_slot(listener.ip, listener.user_agent),
                 )
                 sessions[client_id] = session
-                events.append(SessionStarted(session))
-                previous = start
+                self._changes.append(SessionOpened(session))
+                counted = False
             else:
                 session = known
                 start = session.started_at
+                counted = last_seen - start >= min_session
+            if counted:
                 previous = start + (last_seen - start) // interval * interval
+            elif at - start >= min_session:
+                events.append(SessionStarted(session))
+                previous = start
+            else:
+                continue  # held back until it has lasted min_session
             due = previous + interval
             if due > at:
                 continue
@@ -200,19 +256,23 @@ class Sessionizer:
 
     def _end_all(self, state: _Mount, reason: EndReason, events: list[Event]) -> None:
         for session in state.sessions.values():
-            events.append(self._ended(session, state.last_seen, reason))
+            self._close(session, state.last_seen, reason, events)
         state.sessions = {}
 
-    def _ended(self, session: Session, last_seen: int, reason: EndReason) -> SessionEnded:
+    def _close(
+        self, session: Session, last_seen: int, reason: EndReason, events: list[Event]
+    ) -> None:
         start = session.started_at
         end = max(last_seen, start)
-        previous = start + (end - start) // self._interval * self._interval
         identity = (session.ip, session.user_agent)
         used = self._slots[identity]
         used.discard(session.slot)
         if not used:
             del self._slots[identity]
-        return SessionEnded(session, end, previous, reason)
+        self._changes.append(SessionClosed(session))
+        if end - start >= self._min_session:
+            previous = start + (end - start) // self._interval * self._interval
+            events.append(SessionEnded(session, end, previous, reason))
 
     def _take_slot(self, ip: str, user_agent: str) -> int:
         used = self._slots.setdefault((ip, user_agent), set())

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from audimeter.events import Event, Session, SessionEnded, SessionStarted
-from audimeter.sessionizer import MountRecord
+from audimeter.events import Session
+from audimeter.sessionizer import MountRecord, SessionOpened, StateChange
 
 SCHEMA_VERSION = 1
 
@@ -139,39 +139,38 @@ class Store:
 
     def commit(
         self,
-        events: Sequence[Event],
+        changes: Sequence[StateChange],
         mounts: Iterable[MountRecord],
         outbox: Sequence[str],
     ) -> None:
-        """Write one cycle's outcome atomically: session changes, mount times, new requests."""
-        started = [e.session for e in events if isinstance(e, SessionStarted)]
-        ended = [e.session.key for e in events if isinstance(e, SessionEnded)]
+        """Write one step's outcome atomically: session changes, mount times, new requests."""
         now = int(time.time())
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            s.source,
-                            s.instance,
-                            s.mount,
-                            s.client_id,
-                            s.ip,
-                            s.user_agent,
-                            s.referrer,
-                            s.started_at,
-                            s.slot,
+                for change in changes:
+                    s = change.session
+                    if isinstance(change, SessionOpened):
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
+                            (
+                                s.source,
+                                s.instance,
+                                s.mount,
+                                s.client_id,
+                                s.ip,
+                                s.user_agent,
+                                s.referrer,
+                                s.started_at,
+                                s.slot,
+                            ),
                         )
-                        for s in started
-                    ],
-                )
-                self._db.executemany(
-                    "DELETE FROM sessions"
-                    " WHERE source=? AND instance=? AND mount=? AND client_id=?",
-                    ended,
-                )
+                    else:
+                        self._db.execute(
+                            "DELETE FROM sessions"
+                            " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                            s.key,
+                        )
                 self._db.execute("DELETE FROM mounts")
                 self._db.executemany(
                     "INSERT INTO mounts(source, instance, mount, last_seen) VALUES (?,?,?,?)",

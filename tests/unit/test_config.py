@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,53 @@ def test_file_errors(tmp_path: Path) -> None:
         '[[sources]]\nname = "a"\nkind = "icecast"\nurl = "http://x:1"\npassword = "p"\n'
     )
     assert load_config(good).sources[0].name == "a"
+
+
+def test_source_options_for_many_servers_and_sites() -> None:
+    cfg = parse_config(
+        {
+            "sources": [
+                {
+                    **SOURCE,
+                    "kind": "shoutcast2",
+                    "streams": [1, 2],
+                    "site_id": 2,
+                    "sites": {"/talk": 3},
+                    "public_url": "https://radio.example/",
+                    "include": ["/live*", "/talk"],
+                    "exclude": ["*.ogg"],
+                    "trusted_proxies": ["10.0.0.0/8"],
+                },
+            ],
+            "filters": {"exclude_addresses": ["192.0.2.0/24"], "min_session": 60},
+        }
+    )
+    (source,) = cfg.sources
+    assert source.stream_base_url == "https://radio.example"
+    assert [source.wants_mount(m) for m in ("/live.mp3", "/live.ogg", "/talk", "/jazz")] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert cfg.filters.min_session == 60
+    assert cfg.filters.exclude_user_agents  # the defaults stay unless replaced
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"streams": [1]}, 'sources[0]: streams applies to kind = "shoutcast2" only'),
+        ({"title": "{station}"}, "sources[0].title: unknown placeholder or stray brace"),
+        ({"trusted_proxies": ["10.0.0.300/8"]}, "sources[0].trusted_proxies[0]:"),
+        ({"sites": {"/a": 0}}, "sources[0].sites./a: Input should be greater than or equal to 1"),
+    ],
+)
+def test_source_option_errors(source: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"sources": [{**SOURCE, **source}]})
+
+
+def test_bad_user_agent_pattern() -> None:
+    with pytest.raises(ConfigError, match=r"filters.exclude_user_agents: '\(' is not a regular"):
+        parse_config(config(filters={"exclude_user_agents": ["("]}))

@@ -79,3 +79,25 @@ def test_sessions_of_a_source_no_longer_configured_still_end() -> None:
     params = MAPPER.params(SessionEnded(gone, 200, 100, EndReason.SOURCE_LOST))
     assert (params["idsite"], params["e_a"], params["cdt"]) == ("3", "end", "199")
     assert "url" not in params
+
+
+def test_title_template_public_url_and_site_per_mount() -> None:
+    mapper = RequestMapper(
+        "salt",
+        {
+            "main": SiteMapping(
+                3, "https://stream.example.org", "Radio {mount} ({source})", {"/talk": 4}
+            )
+        },
+        1,
+    )
+    music = Session("main", "i", "/music", "1", "10.0.0.1", "VLC", "", 5, 0)
+    talk = Session("main", "i", "/talk", "2", "10.0.0.1", "VLC", "", 5, 0)
+    start = mapper.params(SessionStarted(music))
+    assert (start["idsite"], start["url"], start["action_name"]) == (
+        "3",
+        "https://stream.example.org/music",
+        "Radio /music (main)",
+    )
+    end = mapper.params(SessionEnded(talk, 9, 5, EndReason.LEFT))
+    assert (end["idsite"], end["e_n"]) == ("4", "Radio /talk (main)")

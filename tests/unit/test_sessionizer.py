@@ -23,7 +23,7 @@ from audimeter.observations import (
     SourceSeen,
     Tick,
 )
-from audimeter.sessionizer import MountRecord, Sessionizer
+from audimeter.sessionizer import MountRecord, SessionClosed, Sessionizer, SessionOpened
 
 SRC = "main"
 A = "2026-11-26T12:00:00+0000"
@@ -234,3 +234,79 @@ def test_durations_add_up() -> None:
     end = events[-1]
     assert isinstance(end, SessionEnded)
     assert listened == end.duration == 990 - 95
+
+
+MIN_SESSION_CASES = {
+    "shorter than min_session: nothing at all": (
+        [poll(100, listener("1", 5)), poll(130, listener("1", 35)), poll(140)],
+        [],
+    ),
+    "held back, then started with its real start": (
+        [
+            poll(100, listener("1", 5)),
+            poll(150, listener("1", 55)),
+            poll(160, listener("1", 65)),
+            poll(220, listener("1", 125)),
+            poll(230),
+        ],
+        [
+            ("start", "1", 95),
+            ("alive", "1", 215, 95),
+            ("end", "1", 220, "left"),
+        ],
+    ),
+    "long enough at first sight": (
+        [poll(1000, listener("1", 400))],
+        [
+            ("start", "1", 600),
+            ("alive", "1", 720, 600),
+            ("alive", "1", 840, 720),
+            ("alive", "1", 960, 840),
+        ],
+    ),
+    "ends exactly at min_session: counted": (
+        [poll(100, listener("1", 0)), poll(160, listener("1", 60)), poll(170)],
+        [("start", "1", 100), ("end", "1", 160, "left")],
+    ),
+    "lost before min_session: nothing": (
+        [poll(100, listener("1", 5)), Tick(500)],
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("observations", "expected"), MIN_SESSION_CASES.values(), ids=MIN_SESSION_CASES.keys()
+)
+def test_min_session(observations: list[Observation], expected: list[tuple[object, ...]]) -> None:
+    assert run(observations, min_session=60) == expected
+
+
+def test_held_back_sessions_are_still_stored() -> None:
+    s = Sessionizer(keepalive_interval=120, outage_grace=60, min_session=60)
+    assert s.observe(poll(100, listener("1", 5))) == []
+    (opened,) = s.take_changes()
+    assert isinstance(opened, SessionOpened)
+    assert opened.session.started_at == 95
+    assert s.observe(poll(110)) == []
+    assert [type(c) for c in s.take_changes()] == [SessionClosed]
+
+
+def test_admit_leaves_out_and_corrects_listeners_once() -> None:
+    calls: list[str] = []
+
+    def admit(source: str, candidate: Listener) -> Listener | None:
+        calls.append(candidate.client_id)
+        if candidate.user_agent.startswith("Liquidsoap"):
+            return None
+        return candidate._replace(ip="198.51.100.7")
+
+    s = Sessionizer(keepalive_interval=120, outage_grace=60, admit=admit)
+    relay = listener("1", 5, ua="Liquidsoap/2.2")
+    (started,) = s.observe(poll(100, relay, listener("2", 5)))
+    assert (started.session.client_id, started.session.ip) == ("2", "198.51.100.7")
+    assert s.observe(poll(110, relay, listener("2", 15))) == []
+    assert calls == ["1", "2"]
+    s.observe(poll(120, listener("2", 25)))
+    s.observe(poll(130, relay, listener("2", 35)))  # a left-out id seen again after a gap
+    assert calls == ["1", "2", "1"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from audimeter.events import EndReason, Session, SessionEnded, SessionStarted
-from audimeter.sessionizer import MountRecord
+from audimeter.events import Session
+from audimeter.sessionizer import MountRecord, SessionClosed, SessionOpened
 from audimeter.store import Store, StoreError
 
 SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0)
@@ -18,7 +18,7 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "state" / "a.db"
     store = Store.open(path)
     salt = store.salt()
-    store.commit([SessionStarted(SESSION)], [MountRecord("main", "i1", "/live", 150)], ["?a=1"])
+    store.commit([SessionOpened(SESSION)], [MountRecord("main", "i1", "/live", 150)], ["?a=1"])
     store.close()
 
     store = Store.open(path)
@@ -31,9 +31,9 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
 
 def test_end_removes_the_session_and_mounts_are_replaced(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "a.db")
-    store.commit([SessionStarted(SESSION)], [MountRecord("main", "i1", "/live", 150)], [])
+    store.commit([SessionOpened(SESSION)], [MountRecord("main", "i1", "/live", 150)], [])
     store.commit(
-        [SessionEnded(SESSION, 150, 100, EndReason.LEFT)],
+        [SessionClosed(SESSION)],
         [MountRecord("main", "i1", "/other", 160)],
         ["?b=2"],
     )

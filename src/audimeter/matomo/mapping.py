@@ -17,7 +17,8 @@ player and slot (the slot separates identical listeners listening at the same ti
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -40,6 +41,13 @@ class SiteMapping:
     site_id: int
     stream_base_url: str
     """Prefix of the mount to form the URL Matomo shows, e.g. http://radio.example:8000."""
+    title: str = "{source} {mount}"
+    """The pageview title and event name; {source} and {mount} are filled in."""
+    mount_sites: Mapping[str, int] = field(default_factory=dict)
+    """Sites of single mounts, overriding site_id."""
+
+    def site_for(self, mount: str) -> int:
+        return self.mount_sites.get(mount, self.site_id)
 
 
 class RequestMapper:
@@ -50,15 +58,18 @@ class RequestMapper:
         # keep-alives and end; events need no URL, and starts only come from polled sources.
         self._fallback = SiteMapping(default_site_id, "")
 
+    def _site(self, session: Session) -> SiteMapping:
+        return self._sites.get(session.source, self._fallback)
+
     def title(self, session: Session) -> str:
-        return f"{session.source} {session.mount}"
+        return self._site(session).title.format(source=session.source, mount=session.mount)
 
     def params(self, event: Event) -> dict[str, str]:
         """The tracking request parameters for one session event."""
         session = event.session
-        site = self._sites.get(session.source, self._fallback)
+        site = self._site(session)
         params = {
-            "idsite": str(site.site_id),
+            "idsite": str(site.site_for(session.mount)),
             "rec": "1",
             "apiv": "1",
             "cid": visitor_id(self._salt, session),

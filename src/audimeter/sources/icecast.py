@@ -159,10 +159,9 @@ class IcecastPoller:
     async def poll(self, emit: Emit) -> None:
         """One cycle: the server's instance and mounts, then each mount's listeners."""
         stats = await self.stats()
-        await emit(
-            SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(stats.mounts))
-        )
-        listings = await asyncio.gather(*(self._fetch_listing(mount) for mount in stats.mounts))
+        mounts = [mount for mount in stats.mounts if self.config.wants_mount(mount)]
+        await emit(SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(mounts)))
+        listings = await asyncio.gather(*(self._fetch_listing(mount) for mount in mounts))
         for mount, at, body in listings:
             if body is None:
                 continue

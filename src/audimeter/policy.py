@@ -1,0 +1,77 @@
+"""Which listeners count, and who they are behind a proxy: a pure function of a listener.
+
+Applied once per session, when the sessionizer first sees a listener. Relays, monitors and bots
+are left out by user agent, and chosen addresses by network, before anything counts them. When a
+listener's address is a trusted proxy and the server reports X-Forwarded-For, the listener is
+the right-most address in that header that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from audimeter.config import Config, Network
+from audimeter.observations import Listener
+
+Address = IPv4Address | IPv6Address
+
+
+def _address(text: str) -> Address | None:
+    try:
+        return ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _within(address: Address | None, networks: Sequence[Network]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(forwarded_for: str, proxies: Sequence[Network]) -> str | None:
+    """The client named by an X-Forwarded-For header, skipping trusted proxies from the right."""
+    for hop in reversed(forwarded_for.split(",")):
+        address = _address(hop)
+        if address is None:
+            return None  # a garbled hop: trust nothing to its left
+        if not _within(address, proxies):
+            return str(address)
+    return None
+
+
+class ListenerPolicy:
+    def __init__(
+        self,
+        *,
+        exclude_user_agents: Iterable[str] = (),
+        exclude_addresses: Sequence[Network] = (),
+        trusted_proxies: Mapping[str, Sequence[Network]] | None = None,
+    ) -> None:
+        patterns = list(exclude_user_agents)
+        self._agents = (
+            re.compile("|".join(f"(?:{p})" for p in patterns), re.I) if patterns else None
+        )
+        self._addresses = list(exclude_addresses)
+        self._proxies = dict(trusted_proxies or {})
+
+    @classmethod
+    def from_config(cls, config: Config) -> ListenerPolicy:
+        return cls(
+            exclude_user_agents=config.filters.exclude_user_agents,
+            exclude_addresses=config.filters.exclude_addresses,
+            trusted_proxies={s.name: s.trusted_proxies for s in config.sources},
+        )
+
+    def __call__(self, source: str, listener: Listener) -> Listener | None:
+        """The listener as it should count, or None when it must not count."""
+        proxies = self._proxies.get(source)
+        if proxies and listener.forwarded_for and _within(_address(listener.ip), proxies):
+            client = client_address(listener.forwarded_for, proxies)
+            if client is not None:
+                listener = listener._replace(ip=client)
+        if self._agents is not None and self._agents.search(listener.user_agent):
+            return None
+        if self._addresses and _within(_address(listener.ip), self._addresses):
+            return None
+        return listener
