@@ -163,3 +163,36 @@ def test_listener_without_an_id_is_left_out() -> None:
         Listener("4", "10.0.0.1", "", 0),
         Listener("9", "10.0.0.3", "x", 0),
     ]
+
+
+# Icecast 2.5 and KH formats as their sources write them (no server of those versions runs here).
+ICECAST_25 = (
+    b'<?xml version="1.0"?>\n<icestats><source mount="/live.mp3"><listeners>2</listeners>'
+    b'<listener id="12"><id>12</id><ip>203.0.113.4</ip><useragent>VLC/3.0.20</useragent>'
+    b"<connected>61</connected><referer>https://radio.example/player</referer></listener>"
+    b'<listener id="15"><id>15</id><ip>2001:db8::7</ip><useragent>Winamp/5.9</useragent>'
+    b"<connected>3</connected></listener></source></icestats>"
+)
+ICECAST_KH = (
+    b'<?xml version="1.0"?>\n<icestats><source mount="/kh.mp3"><Listeners>1</Listeners>'
+    b"<listener><IP>198.51.100.2</IP><UserAgent>foobar2000/2.0</UserAgent>"
+    b"<Referer>https://kh.example/</Referer><lag>4096</lag><Connected>120</Connected>"
+    b"<ID>77</ID></listener></source></icestats>"
+)
+
+
+def test_icecast_25_lower_case_listing() -> None:
+    mount, table = parse_listclients(ICECAST_25)
+    assert mount == "/live.mp3"
+    assert table.client_ids == ["12", "15"]
+    assert decode_all(table) == [
+        Listener("12", "203.0.113.4", "VLC/3.0.20", 61, "https://radio.example/player"),
+        Listener("15", "2001:db8::7", "Winamp/5.9", 3),
+    ]
+
+
+def test_icecast_kh_listing_with_referer_and_lag() -> None:
+    _, table = parse_listclients(ICECAST_KH)
+    assert decode_all(table) == [
+        Listener("77", "198.51.100.2", "foobar2000/2.0", 120, "https://kh.example/")
+    ]

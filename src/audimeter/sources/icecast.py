@@ -1,4 +1,9 @@
-"""Icecast 2.4: parse the admin XML and poll a server.
+"""Icecast 2.4, 2.5 and Icecast-KH: parse the admin XML and poll a server.
+
+The versions differ only in the listener fields of `/admin/listclients`: 2.4 writes `<IP>`,
+`<UserAgent>`, `<Connected>`, `<ID>`; 2.5 writes them in lower case and adds `<referer>`; KH
+adds `<Referer>` and `<lag>`. The parser accepts every spelling, so the version is detected from
+the answer and never configured.
 
 One poll cycle asks `/admin/stats` for the server instance (`server_start_iso8601`) and the live
 mounts, then `/admin/listclients` for every mount at once. A mount whose listing fails is left
@@ -35,7 +40,13 @@ from audimeter.sources.xml import FormatError, parse_xml
 
 log = logging.getLogger(__name__)
 
-_LISTENER_FIELDS = {"IP": 0, "UserAgent": 1, "Connected": 2, "ID": 3}
+_LISTENER_FIELDS = {
+    "IP": 0, "ip": 0,
+    "UserAgent": 1, "useragent": 1,
+    "Connected": 2, "connected": 2,
+    "ID": 3, "id": 3,
+    "Referer": 4, "referer": 4,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +75,7 @@ def parse_stats(body: bytes) -> ServerStats:
     return ServerStats(root.findtext("server_id") or "Icecast", instance, mounts)
 
 
-_CLIENT_IDS = etree.XPath("listener/ID/text()", smart_strings=False)
+_CLIENT_IDS = etree.XPath("listener/ID/text() | listener/id/text()", smart_strings=False)
 _LISTENER_COUNT = etree.XPath("count(listener)")
 
 
@@ -84,13 +95,13 @@ def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
 
 
 def _decode(element: etree._Element) -> Listener:
-    values = ["", "", "", ""]
+    values = ["", "", "", "", ""]
     fields = _LISTENER_FIELDS
     for child in element:
         index = fields.get(child.tag)
         if index is not None:
             values[index] = child.text or ""
-    return Listener(values[3], values[0], values[1], _int(values[2]))
+    return Listener(values[3], values[0], values[1], _int(values[2]), values[4])
 
 
 class _Listing:
