@@ -29,8 +29,13 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.
 
 
 def write_config(
-    tmp_path: Path, icecast: IcecastServer, matomo: RecordingMatomo | None, **source: object
+    tmp_path: Path,
+    icecast: IcecastServer,
+    matomo: RecordingMatomo | None,
+    extra: str = "",
+    **source: object,
 ) -> Path:
+    """A config for this Icecast; `source` adds TOML values to the source, `extra` whole tables."""
     settings = {"poll_interval": POLL, "outage_grace": 30, **source}
     lines = [
         "[state]",
@@ -54,7 +59,7 @@ def write_config(
             "batch_size = 50",
         ]
     path = tmp_path / "audimeter.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + extra)
     return path
 
 
