@@ -11,7 +11,7 @@ from audimeter.config import Config, MatomoConfig, SourceConfig
 from audimeter.matomo.api import MatomoApi, MatomoApiError
 from audimeter.runner import USER_AGENT, source_client
 from audimeter.sources import SourceError
-from audimeter.sources.icecast import IcecastPoller
+from audimeter.sources.factory import make_poller
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class CheckResult:
 async def check_source(source: SourceConfig) -> CheckResult:
     subject = f"source {source.name}"
     async with source_client(source) as client:
-        poller = IcecastPoller(source, client)
+        poller = make_poller(source, client)
         try:
             info = await poller.describe()
         except SourceError as exc:

@@ -28,7 +28,7 @@ from audimeter.policy import ListenerPolicy
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
-from audimeter.sources.icecast import IcecastPoller
+from audimeter.sources.factory import make_poller
 from audimeter.store import Store
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         tasks = []
         for source in config.sources:
             client = await exit_stack.enter_async_context(source_client(source))
-            tasks.append(asyncio.create_task(_poll_forever(IcecastPoller(source, client), queue)))
+            poller = make_poller(source, client, sessionizer.instance_of(source.name))
+            tasks.append(asyncio.create_task(_poll_forever(poller, queue)))
         if sink is not None:
             tasks.append(asyncio.create_task(sink.run()))
         stopping = asyncio.create_task(stop.wait())

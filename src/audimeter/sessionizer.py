@@ -137,6 +137,10 @@ class Sessionizer:
         for state in self._mounts.values():
             yield from state.sessions.values()
 
+    def instance_of(self, source: str) -> str | None:
+        """The server instance last seen for a source."""
+        return self._instances.get(source)
+
     def take_changes(self) -> list[StateChange]:
         """Sessions opened and closed since the last call, in order, for the store."""
         changes, self._changes = self._changes, []

@@ -22,7 +22,7 @@ class ServerInfo:
     software: str
     """Server software and version, e.g. "Icecast 2.4.4"."""
     mounts: dict[str, int]
-    """Live mounts (or streams) and their listener counts."""
+    """Live mounts (or streams) that the configuration follows, and their listener counts."""
 
 
 class Poller(Protocol):

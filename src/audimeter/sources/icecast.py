@@ -165,7 +165,8 @@ class IcecastPoller:
 
     async def describe(self) -> ServerInfo:
         stats = await self.stats()
-        return ServerInfo(stats.server_id, stats.mounts)
+        followed = {m: n for m, n in stats.mounts.items() if self.config.wants_mount(m)}
+        return ServerInfo(stats.server_id, followed)
 
     async def poll(self, emit: Emit) -> None:
         """One cycle: the server's instance and mounts, then each mount's listeners."""
