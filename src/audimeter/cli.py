@@ -41,7 +41,7 @@ def _load(path: Path) -> Config:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audimeter")
 def main() -> None:
-    """Realtime listener analytics for Icecast, delivered to Matomo.
+    """Realtime listener analytics for Icecast and SHOUTcast, delivered to Matomo.
 
     audimeter polls your streaming servers, turns every listening session into exactly one
     Matomo visit (true start, true length, listener IP and player) and keeps listeners online
