@@ -11,6 +11,19 @@ from audimeter.sources import SourceError
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
+class FetchError(SourceError):
+    """A fetch failed; `status` is the server's HTTP status, None when it gave no answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The server turned the credentials away (or sent a login page's redirect)."""
+        return self.status is not None and (self.status in (401, 403) or 300 <= self.status < 400)
+
+
 async def fetch(
     client: httpx.AsyncClient,
     url: str,
@@ -18,27 +31,35 @@ async def fetch(
     what: str,
     auth: httpx.Auth | None = None,
     params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> bytes:
-    """GET `url` and return the body of a 200 answer; anything else raises `SourceError`."""
+    """GET `url` and return the body of a 200 answer; anything else raises `FetchError`.
+
+    `what` names the request in messages; it must not contain the query, which can hold a
+    password.
+    """
     try:
-        async with client.stream("GET", url, params=params, auth=auth) as response:
-            if response.status_code in (401, 403):
-                raise SourceError(
-                    f"{what}: credentials refused (HTTP {response.status_code}); "
-                    "check username and password"
+        async with client.stream("GET", url, params=params, auth=auth, headers=headers) as response:
+            status = response.status_code
+            if status in (401, 403):
+                raise FetchError(
+                    f"{what}: credentials refused (HTTP {status}); check username and password",
+                    status,
                 )
-            if response.status_code != 200:
-                raise SourceError(f"{what}: HTTP {response.status_code} {response.reason_phrase}")
+            if status != 200:
+                raise FetchError(f"{what}: HTTP {status} {response.reason_phrase}", status)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
-                    raise SourceError(f"{what}: response larger than {max_bytes} bytes, ignored")
+                    raise FetchError(
+                        f"{what}: response larger than {max_bytes} bytes, ignored", status
+                    )
             return bytes(body)
     except httpx.TimeoutException:
-        raise SourceError(f"{what}: no answer within the timeout") from None
+        raise FetchError(f"{what}: no answer within the timeout") from None
     except httpx.ConnectError:
-        raise SourceError(f"{what}: unreachable (connection refused or no route)") from None
+        raise FetchError(f"{what}: unreachable (connection refused or no route)") from None
     except httpx.HTTPError as exc:
-        raise SourceError(f"{what}: {type(exc).__name__}") from None
+        raise FetchError(f"{what}: {type(exc).__name__}") from None

@@ -56,13 +56,12 @@ to compare, it is kept.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,7 +72,7 @@ from audimeter import __version__
 from audimeter.config import SourceConfig
 from audimeter.observations import Listener, ListenerList, MountPolled, SourceSeen
 from audimeter.sources import Emit, ServerInfo, SourceError
-from audimeter.sources.http import fetch
+from audimeter.sources.http import FetchError, fetch
 from audimeter.sources.xml import FormatError, parse_xml
 
 log = logging.getLogger(__name__)
@@ -441,44 +440,9 @@ class _InstanceTracker:
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-class _Exchange(httpx.Auth):
-    """One request's headers; remembers the status the server answered.
-
-    `fetch` takes no headers and reports failures as text; this is how a poller sets them and
-    tells a refusal (401, 403, a redirect to the login page) from other failures.
-
-    DNAS answers in HTTP/1.1 with a Content-Length but closes the connection after every answer
-    without saying so; a pooled connection reused in that moment fails the next request. Asking
-    for `Connection: close` keeps httpx from reusing it.
-    """
-
-    def __init__(self, basic: tuple[str, str] | None = None, user_agent: str | None = None):
-        self._basic = basic
-        self._user_agent = user_agent
-        self.status: int | None = None
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._basic is not None:
-            user, password = self._basic
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            request.headers["Authorization"] = f"Basic {token}"
-        if self._user_agent is not None:
-            request.headers["User-Agent"] = self._user_agent
-        request.headers["Connection"] = "close"
-        response = yield request
-        self.status = response.status_code
-
-
-class _Failed(SourceError):
-    def __init__(self, message: str, status: int | None) -> None:
-        super().__init__(message)
-        self.status = status
-        """The HTTP status the server answered with; None when it did not answer."""
-
-    @property
-    def refused(self) -> bool:
-        status = self.status
-        return status is not None and (status in (401, 403) or 300 <= status < 400)
+# DNAS answers in HTTP/1.1 with a Content-Length but closes the connection after every answer
+# without saying so; a pooled connection reused in that moment fails the next request.
+_CLOSE = {"Connection": "close"}
 
 
 class _CredentialsRefused(SourceError):
@@ -533,30 +497,25 @@ class Shoutcast2Poller:
     async def _exchange(
         self, path: str, params: Mapping[str, str], what: str, *, query: bool
     ) -> bytes:
+        auth = None if query else httpx.BasicAuth(self.config.username, self._password)
         if query:
-            exchange = _Exchange()
             params = {**params, "pass": self._password}
-        else:
-            exchange = _Exchange(basic=(self.config.username, self._password))
-        try:
-            return await fetch(
-                self._client, self._url + path, what=what, auth=exchange, params=params
-            )
-        except SourceError as exc:
-            raise _Failed(str(exc), exchange.status) from None
+        return await fetch(
+            self._client, self._url + path, what=what, auth=auth, params=params, headers=_CLOSE
+        )
 
     async def _request(self, path: str, params: Mapping[str, str], what: str) -> bytes:
         """GET with the credentials that worked last; on a refusal, once with the other kind."""
         first = self._use_query
         try:
             return await self._exchange(path, params, what, query=first)
-        except _Failed as exc:
+        except FetchError as exc:
             if not exc.refused:
                 raise
             first_status = exc.status
         try:
             body = await self._exchange(path, params, what, query=not first)
-        except _Failed as exc:
+        except FetchError as exc:
             if not exc.refused:
                 raise
             kinds = ("pass=", "HTTP Basic") if first else ("HTTP Basic", "pass=")
@@ -620,7 +579,7 @@ class Shoutcast2Poller:
                 body = await self._request("/admin.cgi", {**params, "page": "3"}, what)
             except _CredentialsRefused as exc:
                 return 0, None, str(exc)
-            except _Failed as exc:
+            except FetchError as exc:
                 if exc.status is None:
                     return 0, None, str(exc)
                 problem = str(exc)
@@ -722,17 +681,16 @@ class Shoutcast1Poller:
         """When the status was read, and the status."""
         what = f"source {self.name} ({self._shown}/admin.cgi, status XML)"
         params = {"pass": self.config.password.get_secret_value(), "mode": "viewxml"}
-        exchange = _Exchange(user_agent=DNAS1_USER_AGENT)
         try:
             body = await fetch(
                 self._client,
                 self.config.base_url + "/admin.cgi",
                 what=what,
-                auth=exchange,
                 params=params,
+                headers={**_CLOSE, "User-Agent": DNAS1_USER_AGENT},
             )
-        except SourceError:
-            status = exchange.status
+        except FetchError as exc:
+            status = exc.status
             if status is not None and 300 <= status < 400:
                 # DNAS 2 redirects admin.cgi requests without a stream id to its index page.
                 raise SourceError(
