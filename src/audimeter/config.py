@@ -46,6 +46,8 @@ class MatomoConfig(_Model):
     visit_length: Annotated[int, Field(ge=2)] = 1800
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    dimensions: dict[str, Annotated[int, Field(ge=1, le=999)]] = {}
+    """Listener query parameters sent as Matomo custom dimensions: {"param": dimension id}."""
 
     @model_validator(mode="after")
     def _interval_below_visit_length(self) -> MatomoConfig:
@@ -103,6 +105,11 @@ class SourceConfig(_Model):
     """Mount patterns (shell-style, e.g. "/live*") to follow; every mount when empty."""
     exclude: list[str] = []
     trusted_proxies: list[Network] = []
+    access_log: Path | None = None
+    """The server's access log to follow: Icecast's combined log, SHOUTcast's W3C log."""
+    reconcile_delay: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    """With an access log or the webhook, seconds a session missing from a poll waits for its
+    exact end from the log or the server before it ends at its last sighting."""
 
     @field_validator("title")
     @classmethod
@@ -136,6 +143,31 @@ class SourceConfig(_Model):
         return not any(fnmatchcase(mount, p) for p in self.exclude)
 
 
+class WebhookConfig(_Model):
+    listen: str = "127.0.0.1:8765"
+    """host:port of the receiver for Icecast's URL authentication."""
+    username: str = "icecast"
+    password: SecretStr
+    """What Icecast sends as HTTP Basic credentials (its `username` and `password` options)."""
+    max_body: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'{listen!r} is not host:port, e.g. "127.0.0.1:8765"')
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class FiltersConfig(_Model):
     exclude_user_agents: list[str] = list(DEFAULT_EXCLUDED_USER_AGENTS)
     """Regular expressions (case-insensitive, searched anywhere in the user agent)."""
@@ -158,6 +190,7 @@ class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
     filters: FiltersConfig = FiltersConfig()
+    webhook: WebhookConfig | None = None
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
     """Used when there is no [matomo] table; with one, matomo.keepalive_interval applies."""

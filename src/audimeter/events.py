@@ -24,6 +24,8 @@ class Session:
     Sinks use it to tell apart listeners who look identical (one address, one player) while they
     listen at the same time, yet give a returning listener the same identity as before.
     """
+    query: str = ""
+    """The query string the listener asked for the mount with, where the server reports it."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -78,10 +78,46 @@ class MountPolled:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerJoined:
+    """A server said a listener connected at `at` (Icecast's URL authentication)."""
+
+    source: str
+    at: int
+    mount: str
+    client_id: str
+    ip: str
+    user_agent: str
+    referrer: str = ""
+    query: str = ""
+    """The query string of the mount the listener asked for, without the `?`."""
+    forwarded_for: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLeft:
+    """A server said a connection ended at `at` after `duration` seconds.
+
+    From Icecast's URL authentication (`client_id` set) or from an access log line (no client id:
+    matched to a session by mount, address, player and times).
+    """
+
+    source: str
+    at: int
+    mount: str
+    duration: int
+    client_id: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    referrer: str = ""
+    query: str = ""
+    forwarded_for: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time has passed; lets outage graces expire while servers are silent."""
 
     at: int
 
 
-Observation = SourceSeen | MountPolled | Tick
+Observation = SourceSeen | MountPolled | ListenerJoined | ListenerLeft | Tick

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     referrer TEXT NOT NULL,
     started_at INTEGER NOT NULL,
     slot INTEGER NOT NULL,
+    query TEXT NOT NULL,
     PRIMARY KEY (source, instance, mount, client_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mounts (
@@ -55,6 +56,24 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     reason TEXT NOT NULL,
     failed_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_positions (
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    inode INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (source, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS imports (
+    file_key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    imported_at INTEGER NOT NULL
+);
 """
 
 
@@ -66,6 +85,16 @@ class StoreError(Exception):
 class OutboxRow:
     id: int
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """How far a followed log file has been read: its inode and the offset after the last line."""
+
+    source: str
+    path: str
+    inode: int
+    offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +161,8 @@ class Store:
 
     def load_sessions(self) -> list[Session]:
         rows = self._db.execute(
-            "SELECT source, instance, mount, client_id, ip, user_agent, referrer, started_at, slot"
-            " FROM sessions ORDER BY started_at"
+            "SELECT source, instance, mount, client_id, ip, user_agent, referrer, started_at, slot,"
+            " query FROM sessions ORDER BY started_at"
         )
         return [Session(*row) for row in rows]
 
@@ -142,8 +171,15 @@ class Store:
         changes: Sequence[StateChange],
         mounts: Iterable[MountRecord],
         outbox: Sequence[str],
+        *,
+        consumed_inbox: Sequence[int] = (),
+        log_positions: Sequence[LogPosition] = (),
     ) -> None:
-        """Write one step's outcome atomically: session changes, mount times, new requests."""
+        """Write one step's outcome atomically: session changes, mount times, new requests.
+
+        `consumed_inbox` are the inbox rows this step turned into observations, and
+        `log_positions` how far log files were read for it: both move with the step's outcome.
+        """
         now = int(time.time())
         try:
             with self._db:
@@ -152,7 +188,7 @@ class Store:
                     s = change.session
                     if isinstance(change, SessionOpened):
                         self._db.execute(
-                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
+                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)",
                             (
                                 s.source,
                                 s.instance,
@@ -163,6 +199,7 @@ class Store:
                                 s.referrer,
                                 s.started_at,
                                 s.slot,
+                                s.query,
                             ),
                         )
                     else:
@@ -179,6 +216,11 @@ class Store:
                 self._db.executemany(
                     "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
                     [(payload, now) for payload in outbox],
+                )
+                self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
+                    [(p.source, p.path, p.inode, p.offset) for p in log_positions],
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
@@ -216,3 +258,51 @@ class Store:
             "SELECT id, payload, reason, failed_at FROM dead_letter ORDER BY id"
         )
         return [DeadLetter(*row) for row in rows]
+
+    # -- inbox: events received from servers, kept until the pipeline has taken them ---------
+
+    def append_inbox(self, payload: str) -> int:
+        """Record one received event durably; returns its id."""
+        try:
+            with self._db:
+                cursor = self._db.execute("INSERT INTO inbox(payload) VALUES (?)", (payload,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
+        return int(cursor.lastrowid or 0)
+
+    def inbox_batch(self, limit: int) -> list[tuple[int, str]]:
+        rows = self._db.execute("SELECT id, payload FROM inbox ORDER BY id LIMIT ?", (limit,))
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    # -- followed log files -------------------------------------------------------------------
+
+    def log_position(self, source: str, path: str) -> LogPosition | None:
+        row = self._db.execute(
+            "SELECT source, path, inode, offset FROM log_positions WHERE source=? AND path=?",
+            (source, path),
+        ).fetchone()
+        return LogPosition(*row) if row else None
+
+    # -- imported log files -------------------------------------------------------------------
+
+    def was_imported(self, file_key: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM imports WHERE file_key=?", (file_key,)).fetchone()
+        return row is not None
+
+    def commit_import(
+        self, file_key: str, source: str, path: str, lines: int, outbox: Sequence[str]
+    ) -> None:
+        """Queue one imported file's requests and remember the file, atomically."""
+        now = int(time.time())
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                    [(payload, now) for payload in outbox],
+                )
+                self._db.execute(
+                    "INSERT INTO imports VALUES (?,?,?,?,?)", (file_key, source, path, lines, now)
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
