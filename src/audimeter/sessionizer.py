@@ -245,17 +245,8 @@ class Sessionizer:
                 previous = start
             else:
                 continue  # held back until it has lasted min_session
-            due = previous + interval
-            if due > at:
-                continue
-            last_due = start + (at - start) // interval * interval
-            while due < last_due:
-                # Skip a keep-alive when the next one still comes within the catch-up gap.
-                if due + interval - previous > self._catchup:
-                    events.append(SessionKeptAlive(session, due, previous))
-                    previous = due
-                due += interval
-            events.append(SessionKeptAlive(session, last_due, previous))
+            if previous + interval <= at:
+                _keep_alive(session, previous, at, interval, self._catchup, events)
         state.last_seen = at
 
     def _end_all(self, state: _Mount, reason: EndReason, events: list[Event]) -> None:
@@ -285,3 +276,48 @@ class Sessionizer:
             slot += 1
         used.add(slot)
         return slot
+
+
+def _keep_alive(
+    session: Session, previous: int, at: int, interval: int, catchup: int, events: list[Event]
+) -> None:
+    """The keep-alives due after `previous` up to `at`; the latest always, earlier ones thinned.
+
+    An earlier one is skipped when the next one still comes within `catchup` seconds of the
+    previous request, which keeps a Matomo visit whole with fewer requests.
+    """
+    start = session.started_at
+    last_due = start + (at - start) // interval * interval
+    due = previous + interval
+    while due < last_due:
+        if due + interval - previous > catchup:
+            events.append(SessionKeptAlive(session, due, previous))
+            previous = due
+        due += interval
+    if last_due > previous:
+        events.append(SessionKeptAlive(session, last_due, previous))
+
+
+def replay_session(
+    session: Session,
+    end: int,
+    *,
+    keepalive_interval: int,
+    catchup_gap: int | None = None,
+    min_session: int = 0,
+    reason: EndReason = EndReason.LEFT,
+) -> list[Event]:
+    """Every event of a session known only once it is over (a log line, a late notice).
+
+    Nothing when it lasted less than `min_session`, as for a session seen live.
+    """
+    start = session.started_at
+    end = max(end, start)
+    if end - start < min_session:
+        return []
+    events: list[Event] = [SessionStarted(session)]
+    catchup = max(keepalive_interval, catchup_gap or 0)
+    _keep_alive(session, start, end, keepalive_interval, catchup, events)
+    previous = start + (end - start) // keepalive_interval * keepalive_interval
+    events.append(SessionEnded(session, end, previous, reason))
+    return events
