@@ -24,6 +24,17 @@ observations always give the same events; time arrives inside the observations.
   confirmed are in an unknown state, and end (at their last sighting) only once `at` is more than
   the source's outage grace after that sighting.
 
+Exact ends. `ListenerLeft` says a connection ended at `at` after `duration` seconds: from
+Icecast's URL authentication (with the client id) or from an access log (without; matched by
+mount, address, player and start time). For a source listed in `exact_ends`, a session missing
+from a poll does not end at once: it is *gone*, its slot is free, and it waits up to that many
+seconds for its `ListenerLeft`, which ends it at the exact time; otherwise it ends at its last
+sighting. A `ListenerLeft` for a session never seen (shorter than a poll interval) replays the
+whole session at once. Recently ended sessions are remembered for a while, so a late
+`ListenerLeft` never counts a session twice. `ListenerJoined` (URL authentication) starts a
+session at the moment it connected, with the query string it asked for, on a mount already
+polled; a poll then finds it like any other.
+
 Two options shape what counts. `admit` sees each new listener once and may leave it out (a relay,
 a monitor) or correct it (its address behind a proxy); a listener left out stays out while it is
 listed. With `min_session`, a session is held back until it has lasted that long, then started
@@ -38,7 +49,7 @@ per poll down to one row per mount.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from audimeter.events import (
@@ -49,7 +60,15 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
-from audimeter.observations import Listener, MountPolled, Observation, SourceSeen, Tick
+from audimeter.observations import (
+    Listener,
+    ListenerJoined,
+    ListenerLeft,
+    MountPolled,
+    Observation,
+    SourceSeen,
+    Tick,
+)
 
 Admit = Callable[[str, Listener], Listener | None]
 
@@ -78,7 +97,27 @@ class SessionClosed:
     session: Session
 
 
-StateChange = SessionOpened | SessionClosed
+@dataclass(frozen=True, slots=True)
+class SessionGone:
+    """A session missing from a poll, waiting for its exact end since its `last_seen`."""
+
+    session: Session
+    last_seen: int
+
+
+StateChange = SessionOpened | SessionClosed | SessionGone
+
+RECENT_SECONDS = 900
+"""How long ended sessions are remembered, so that a late notice of their end is recognised."""
+START_TOLERANCE = 3
+"""Seconds by which a log line's start (end - duration) may differ from the polled start."""
+
+
+@dataclass(slots=True)
+class _Gone:
+    session: Session
+    last_seen: int
+    deadline: int
 
 
 @dataclass(slots=True)
@@ -90,6 +129,9 @@ class _Mount:
     sessions: dict[str, Session] = field(default_factory=dict)
     ignored: set[str] = field(default_factory=set)
     """Listed client ids that `admit` left out."""
+    gone: dict[str, _Gone] = field(default_factory=dict)
+    recent: dict[str, tuple[Session, int]] = field(default_factory=dict)
+    """Ended sessions by client id, with their end, for `RECENT_SECONDS`."""
 
 
 class Sessionizer:
@@ -102,15 +144,20 @@ class Sessionizer:
         catchup_gap: int | None = None,
         min_session: int = 0,
         admit: Admit | None = None,
+        exact_ends: Mapping[str, int] | None = None,
         mounts: Iterable[MountRecord] = (),
         sessions: Iterable[Session] = (),
+        gone: Mapping[tuple[str, str, str, str], int] | None = None,
     ) -> None:
+        """`gone` maps stored sessions that were waiting for their exact end to their last
+        sighting; `exact_ends` maps sources with an exact end channel to how long to wait."""
         if keepalive_interval < 1:
             raise ValueError("keepalive_interval must be at least 1 second")
         self._interval = keepalive_interval
         self._catchup = max(keepalive_interval, catchup_gap or 0)
         self._min_session = min_session
         self._admit = admit
+        self._exact_ends = dict(exact_ends or {})
         self._changes: list[StateChange] = []
         self._grace = outage_grace
         self._source_graces = dict(source_graces or {})
@@ -128,8 +175,13 @@ class Sessionizer:
                 raise ValueError(
                     f"stored session {session.key} has no stored mount: the state is inconsistent"
                 )
-            state.sessions[session.client_id] = session
-            self._slots.setdefault((session.ip, session.user_agent), set()).add(session.slot)
+            last_seen = (gone or {}).get(session.key)
+            if last_seen is None:
+                state.sessions[session.client_id] = session
+                self._slots.setdefault((session.ip, session.user_agent), set()).add(session.slot)
+            else:
+                deadline = last_seen + self._exact_ends.get(session.source, 0)
+                state.gone[session.client_id] = _Gone(session, last_seen, deadline)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -164,11 +216,16 @@ class Sessionizer:
                 if state.source == observation.source and state.mount not in observation.mounts:
                     self._end_all(state, EndReason.MOUNT_REMOVED, events)
                     del self._mounts[key]
+        elif isinstance(observation, ListenerLeft):
+            self._listener_left(observation, events)
+        elif isinstance(observation, ListenerJoined):
+            self._listener_joined(observation, events)
         elif isinstance(observation, Tick):
             for state in self._mounts.values():
                 grace = self._source_graces.get(state.source, self._grace)
                 if state.sessions and observation.at - state.last_seen > grace:
                     self._end_all(state, EndReason.SOURCE_LOST, events)
+                self._expire(state, observation.at, events)
         return events
 
     def _check_instance(self, source: str, instance: str, events: list[Event]) -> None:
@@ -197,8 +254,16 @@ class Sessionizer:
         present = set(client_ids)
         sessions = state.sessions
 
+        wait = self._exact_ends.get(obs.source)
         for client_id in [c for c in sessions if c not in present]:
-            self._close(sessions.pop(client_id), last_seen, EndReason.LEFT, events)
+            session = sessions.pop(client_id)
+            if wait is None:
+                self._close(session, last_seen, EndReason.LEFT, events)
+            else:
+                self._release_slot(session)
+                state.gone[client_id] = _Gone(session, last_seen, at + wait)
+                self._changes.append(SessionGone(session, last_seen))
+        self._expire(state, at, events)
         ignored = state.ignored
         if ignored:
             ignored.intersection_update(present)
@@ -208,8 +273,8 @@ class Sessionizer:
         for index, client_id in enumerate(client_ids):
             known = sessions.get(client_id)
             if known is None:
-                if client_id in ignored:
-                    continue
+                if client_id in ignored or client_id in state.gone or client_id in state.recent:
+                    continue  # left out, or ended by an exact notice before the server noticed
                 listener = table.details(index)
                 if self._admit is not None:
                     admitted = self._admit(obs.source, listener)
@@ -237,9 +302,10 @@ class Sessionizer:
             else:
                 session = known
                 start = session.started_at
-                counted = last_seen - start >= min_session
+                # A session started by ListenerJoined after the previous poll: seen at its start.
+                counted = max(last_seen, start) - start >= min_session
             if counted:
-                previous = start + (last_seen - start) // interval * interval
+                previous = start + (max(last_seen, start) - start) // interval * interval
             elif at - start >= min_session:
                 events.append(SessionStarted(session))
                 previous = start
@@ -255,26 +321,159 @@ class Sessionizer:
         state.sessions = {}
 
     def _close(
-        self, session: Session, last_seen: int, reason: EndReason, events: list[Event]
+        self,
+        session: Session,
+        last_seen: int,
+        reason: EndReason,
+        events: list[Event],
+        *,
+        slot_held: bool = True,
     ) -> None:
         start = session.started_at
         end = max(last_seen, start)
+        if slot_held:
+            self._release_slot(session)
+        self._changes.append(SessionClosed(session))
+        state = self._mounts.get((session.source, session.mount))
+        if state is not None and session.source in self._exact_ends:
+            state.recent[session.client_id] = (session, end)
+        if end - start >= self._min_session:
+            previous = start + (end - start) // self._interval * self._interval
+            events.append(SessionEnded(session, end, previous, reason))
+
+    def _release_slot(self, session: Session) -> None:
         identity = (session.ip, session.user_agent)
         used = self._slots[identity]
         used.discard(session.slot)
         if not used:
             del self._slots[identity]
-        self._changes.append(SessionClosed(session))
-        if end - start >= self._min_session:
-            previous = start + (end - start) // self._interval * self._interval
-            events.append(SessionEnded(session, end, previous, reason))
+
+    def _expire(self, state: _Mount, at: int, events: list[Event]) -> None:
+        """End gone sessions whose wait is over at their last sighting; forget old endings."""
+        for client_id in [c for c, g in state.gone.items() if g.deadline <= at]:
+            gone = state.gone.pop(client_id)
+            self._close(gone.session, gone.last_seen, EndReason.LEFT, events, slot_held=False)
+        if state.recent:
+            horizon = at - RECENT_SECONDS
+            for client_id in [c for c, (_, end) in state.recent.items() if end < horizon]:
+                del state.recent[client_id]
+
+    # -- exact ends and starts ------------------------------------------------------------------
+
+    def _listener_left(self, obs: ListenerLeft, events: list[Event]) -> None:
+        state = self._mounts.get((obs.source, obs.mount))
+        start = obs.at - max(obs.duration, 0)
+        if state is not None:
+            client_id = obs.client_id or self._match(state, obs, start)
+            if client_id in state.recent:
+                return  # ended already: counted once
+            session = state.sessions.pop(client_id, None)
+            if session is not None:
+                self._close(session, obs.at, EndReason.LEFT, events)
+                return
+            gone = state.gone.pop(client_id, None)
+            if gone is not None:
+                self._close(gone.session, obs.at, EndReason.LEFT, events, slot_held=False)
+                return
+        # Never seen by a poll: the whole session at once.
+        instance = self._instances.get(obs.source)
+        if instance is None:
+            return
+        listener = Listener(
+            obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
+        )
+        if self._admit is not None:
+            admitted = self._admit(obs.source, listener)
+            if admitted is None:
+                return
+            listener = admitted
+        client_id = obs.client_id or f"log:{start}:{listener.ip}"
+        # Its requests come after those of sessions that ended since: a slot none of them used
+        # keeps them out of those visits.
+        taken: set[int] = set()
+        if state is not None:
+            ended = [g.session for g in state.gone.values()] + [s for s, _ in state.recent.values()]
+            identity = (listener.ip, listener.user_agent)
+            taken = {s.slot for s in ended if (s.ip, s.user_agent) == identity}
+        session = Session(
+            obs.source,
+            instance,
+            obs.mount,
+            client_id,
+            listener.ip,
+            listener.user_agent,
+            listener.referrer,
+            start,
+            self._free_slot(listener.ip, listener.user_agent, taken),
+            obs.query,
+        )
+        if state is not None:
+            state.recent[client_id] = (session, obs.at)
+        events.extend(
+            replay_session(
+                session,
+                obs.at,
+                keepalive_interval=self._interval,
+                catchup_gap=self._catchup,
+                min_session=self._min_session,
+            )
+        )
+
+    def _match(self, state: _Mount, obs: ListenerLeft, start: int) -> str:
+        """The client id of the session a log line describes; "" when none fits."""
+        best, best_gap = "", START_TOLERANCE + 1
+        candidates: list[Session] = [*state.sessions.values()]
+        candidates += [gone.session for gone in state.gone.values()]
+        candidates += [session for session, _ in state.recent.values()]
+        for session in candidates:
+            if session.ip == obs.ip and session.user_agent == obs.user_agent:
+                gap = abs(session.started_at - start)
+                if gap < best_gap:
+                    best, best_gap = session.client_id, gap
+        return best
+
+    def _listener_joined(self, obs: ListenerJoined, events: list[Event]) -> None:
+        state = self._mounts.get((obs.source, obs.mount))
+        if state is None or obs.client_id in state.sessions or obs.client_id in state.recent:
+            return  # an unpolled mount waits for its first poll, which lists everyone
+        if obs.client_id in state.ignored or obs.client_id in state.gone:
+            return
+        listener = Listener(
+            obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
+        )
+        if self._admit is not None:
+            admitted = self._admit(obs.source, listener)
+            if admitted is None:
+                state.ignored.add(obs.client_id)
+                return
+            listener = admitted
+        session = Session(
+            obs.source,
+            state.instance,
+            obs.mount,
+            obs.client_id,
+            listener.ip,
+            listener.user_agent,
+            listener.referrer,
+            max(obs.at, state.last_seen),
+            self._take_slot(listener.ip, listener.user_agent),
+            obs.query,
+        )
+        state.sessions[obs.client_id] = session
+        self._changes.append(SessionOpened(session))
+        if self._min_session == 0:
+            events.append(SessionStarted(session))
 
     def _take_slot(self, ip: str, user_agent: str) -> int:
-        used = self._slots.setdefault((ip, user_agent), set())
+        slot = self._free_slot(ip, user_agent)
+        self._slots.setdefault((ip, user_agent), set()).add(slot)
+        return slot
+
+    def _free_slot(self, ip: str, user_agent: str, taken: Collection[int] = ()) -> int:
+        used = self._slots.get((ip, user_agent), ())
         slot = 0
-        while slot in used:
+        while slot in used or slot in taken:
             slot += 1
-        used.add(slot)
         return slot
 
 

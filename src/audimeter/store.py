@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audimeter.events import Session
-from audimeter.sessionizer import MountRecord, SessionOpened, StateChange
+from audimeter.sessionizer import MountRecord, SessionGone, SessionOpened, StateChange
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     started_at INTEGER NOT NULL,
     slot INTEGER NOT NULL,
     query TEXT NOT NULL,
+    gone_at INTEGER,
     PRIMARY KEY (source, instance, mount, client_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mounts (
@@ -166,6 +167,14 @@ class Store:
         )
         return [Session(*row) for row in rows]
 
+    def load_gone(self) -> dict[tuple[str, str, str, str], int]:
+        """Sessions waiting for their exact end, with their last sighting."""
+        rows = self._db.execute(
+            "SELECT source, instance, mount, client_id, gone_at FROM sessions"
+            " WHERE gone_at IS NOT NULL"
+        )
+        return {(row[0], row[1], row[2], row[3]): int(row[4]) for row in rows}
+
     def commit(
         self,
         changes: Sequence[StateChange],
@@ -188,7 +197,7 @@ class Store:
                     s = change.session
                     if isinstance(change, SessionOpened):
                         self._db.execute(
-                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
                             (
                                 s.source,
                                 s.instance,
@@ -201,6 +210,12 @@ class Store:
                                 s.slot,
                                 s.query,
                             ),
+                        )
+                    elif isinstance(change, SessionGone):
+                        self._db.execute(
+                            "UPDATE sessions SET gone_at=?"
+                            " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                            (change.last_seen, *s.key),
                         )
                     else:
                         self._db.execute(

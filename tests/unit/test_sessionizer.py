@@ -17,13 +17,21 @@ from audimeter.events import (
 )
 from audimeter.observations import (
     Listener,
+    ListenerJoined,
+    ListenerLeft,
     ListenerList,
     MountPolled,
     Observation,
     SourceSeen,
     Tick,
 )
-from audimeter.sessionizer import MountRecord, SessionClosed, Sessionizer, SessionOpened
+from audimeter.sessionizer import (
+    MountRecord,
+    SessionClosed,
+    SessionGone,
+    Sessionizer,
+    SessionOpened,
+)
 
 SRC = "main"
 A = "2026-11-26T12:00:00+0000"
@@ -310,3 +318,94 @@ def test_admit_leaves_out_and_corrects_listeners_once() -> None:
     s.observe(poll(120, listener("2", 25)))
     s.observe(poll(130, relay, listener("2", 35)))  # a left-out id seen again after a gap
     assert calls == ["1", "2", "1"]
+
+
+def left(at: int, duration: int, client_id: str = "", ip: str = "10.0.0.1") -> ListenerLeft:
+    return ListenerLeft(SRC, at, "/live", duration, client_id, ip, "VLC/3.0")
+
+
+EXACT_CASES = {
+    "missing from a poll: waits, then the log line gives the exact end": (
+        [poll(100, listener("1", 5)), poll(110), left(107, 12)],
+        [("start", "1", 95), ("end", "1", 107, "left")],
+    ),
+    "no exact end comes: ends at the last sighting once the wait is over": (
+        [poll(100, listener("1", 5)), poll(110), Tick(124), Tick(125)],
+        [("start", "1", 95), ("end", "1", 100, "left")],
+    ),
+    "exact end by client id before the poll notices; the poll does not restart it": (
+        [poll(100, listener("1", 5)), left(105, 10, client_id="1"), poll(110, listener("1", 15))],
+        [("start", "1", 95), ("end", "1", 105, "left")],
+    ),
+    "a late notice after the wait never counts a session twice": (
+        [poll(100, listener("1", 5)), poll(110), Tick(125), left(130, 35)],
+        [("start", "1", 95), ("end", "1", 100, "left")],
+    ),
+    "a log line matches the session with the nearest start": (
+        [
+            poll(100, listener("1", 50), listener("2", 5)),
+            poll(110),
+            left(108, 13),
+            left(109, 59),
+        ],
+        [
+            ("start", "1", 50),
+            ("start", "2", 95),
+            ("end", "2", 108, "left"),
+            ("end", "1", 109, "left"),
+        ],
+    ),
+    "shorter than a poll interval: the whole session from the log line": (
+        [poll(100), left(104, 3, ip="10.0.0.9")],
+        [("start", "log:101:10.0.0.9", 101), ("end", "log:101:10.0.0.9", 104, "left")],
+    ),
+    "joined: starts at the moment it connected, then polls find it": (
+        [
+            poll(100),
+            ListenerJoined(SRC, 103, "/live", "9", "10.0.0.1", "VLC/3.0", query="utm_campaign=x"),
+            poll(110, listener("9", 7)),
+            left(115, 12, client_id="9"),
+        ],
+        [("start", "9", 103), ("end", "9", 115, "left")],
+    ),
+    "joined on a mount never polled: the first poll starts it": (
+        [
+            ListenerJoined(SRC, 103, "/live", "9", "10.0.0.1", "VLC/3.0"),
+            poll(110, listener("9", 7)),
+        ],
+        [("start", "9", 103)],
+    ),
+}
+
+
+@pytest.mark.parametrize(("observations", "expected"), EXACT_CASES.values(), ids=EXACT_CASES.keys())
+def test_exact_ends(observations: list[Observation], expected: list[tuple[object, ...]]) -> None:
+    assert run(observations, exact_ends={SRC: 15}) == expected  # type: ignore[arg-type]
+
+
+def test_joined_session_keeps_its_query_and_waits_are_stored() -> None:
+    s = Sessionizer(keepalive_interval=120, outage_grace=60, exact_ends={SRC: 15})
+    s.observe(poll(100))
+    (started,) = s.observe(
+        ListenerJoined(SRC, 103, "/live", "9", "10.0.0.1", "VLC/3.0", query="utm_source=app")
+    )
+    assert started.session.query == "utm_source=app"
+    s.take_changes()
+    assert s.observe(poll(110)) == []
+    (gone,) = s.take_changes()
+    assert isinstance(gone, SessionGone)
+    assert gone.last_seen == 100
+
+
+def test_a_stored_wait_resumes_after_a_restart() -> None:
+    s = Sessionizer(
+        keepalive_interval=120,
+        outage_grace=60,
+        exact_ends={SRC: 15},
+        mounts=[MountRecord(SRC, A, "/live", 300)],
+        sessions=[STORED],
+        gone={STORED.key: 200},
+    )
+    assert [brief(e) for e in s.observe(left(205, 110, client_id="7"))] == [
+        ("end", "7", 205, "left")
+    ]
