@@ -151,6 +151,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                     for s in config.sources
                 },
                 default_site_id=matomo.site_id,
+                dimensions=matomo.dimensions,
             )
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})

@@ -101,3 +101,26 @@ def test_title_template_public_url_and_site_per_mount() -> None:
     )
     end = mapper.params(SessionEnded(talk, 9, 5, EndReason.LEFT))
     assert (end["idsite"], end["e_n"]) == ("4", "Radio /talk (main)")
+
+
+def test_utm_parameters_become_the_campaign_and_query_parameters_dimensions() -> None:
+    mapper = RequestMapper("salt", {"main": SiteMapping(1, "http://r")}, 1, {"app": 3, "x": 4})
+    session = Session(
+        "main",
+        "i",
+        "/live",
+        "1",
+        "10.0.0.1",
+        "VLC",
+        "",
+        5,
+        0,
+        "utm_source=news&utm_campaign=Spring%20Drive&utm_term=jazz&app=" + "a" * 300,
+    )
+    start = mapper.params(SessionStarted(session))
+    assert (start["_rcn"], start["_rck"]) == ("Spring Drive", "jazz")
+    assert start["dimension3"] == "a" * 250
+    assert "dimension4" not in start
+    alive = mapper.params(SessionKeptAlive(session, 125, 5))
+    assert "_rcn" not in alive
+    assert alive["dimension3"] == "a" * 250

@@ -10,7 +10,11 @@ online. So the mapping sends real actions:
   shows a visit's length as `last action - first action + 1`.
 
 Each event's value `e_v` is the seconds listened since the previous request, so the events of a
-session add up to its length. `cid` pins the visitor: a salted hash of the listener's address,
+session add up to its length. Where the server reports the query string the listener asked for
+(Icecast's URL authentication), `utm_campaign` and `utm_term` become the visit's campaign name
+and keyword on the start, and configured query parameters become custom dimensions.
+
+`cid` pins the visitor: a salted hash of the listener's address,
 player and slot (the slot separates identical listeners listening at the same time).
 """
 
@@ -19,9 +23,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
+
+DIMENSION_MAX = 250  # Matomo cuts custom dimension values there
+CAMPAIGN_PARAMETERS = (("utm_campaign", "_rcn"), ("utm_term", "_rck"))
 
 EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
@@ -51,9 +58,16 @@ class SiteMapping:
 
 
 class RequestMapper:
-    def __init__(self, salt: str, sites: dict[str, SiteMapping], default_site_id: int) -> None:
+    def __init__(
+        self,
+        salt: str,
+        sites: dict[str, SiteMapping],
+        default_site_id: int,
+        dimensions: Mapping[str, int] | None = None,
+    ) -> None:
         self._salt = salt
         self._sites = sites
+        self._dimensions = dict(dimensions or {})
         # Sessions kept from a source since removed from the configuration still get their
         # keep-alives and end; events need no URL, and starts only come from polled sources.
         self._fallback = SiteMapping(default_site_id, "")
@@ -78,12 +92,19 @@ class RequestMapper:
         }
         if site.stream_base_url:
             params["url"] = site.stream_base_url + session.mount
+        query = parse_qs(session.query) if session.query else {}
+        for name, dimension in self._dimensions.items():
+            if query.get(name):
+                params[f"dimension{dimension}"] = query[name][0][:DIMENSION_MAX]
         if isinstance(event, SessionStarted):
             params["new_visit"] = "1"
             params["action_name"] = self.title(session)
             params["cdt"] = str(session.started_at)
             if session.referrer:
                 params["urlref"] = session.referrer
+            for name, parameter in CAMPAIGN_PARAMETERS:
+                if query.get(name):
+                    params[parameter] = query[name][0]
         elif isinstance(event, SessionKeptAlive):
             params.update(self._event(KEEPALIVE_ACTION, session, event.at, event.previous_at))
         elif isinstance(event, SessionEnded):
