@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
-from audimeter.store import Store
+from audimeter.store import LogPosition, Store
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,33 @@ class Pipeline:
     def sessionizer(self) -> Sessionizer:
         return self._sessionizer
 
-    def feed(self, observations: Sequence[Observation]) -> list[Event]:
+    def feed(
+        self,
+        observations: Sequence[Observation],
+        *,
+        consumed_inbox: Sequence[int] = (),
+        log_positions: Sequence[LogPosition] = (),
+    ) -> list[Event]:
+        """Run the observations through the sessionizer and commit the outcome.
+
+        `consumed_inbox` and `log_positions` say where the observations came from; they are
+        committed with the outcome, so that nothing is lost or taken twice after a crash.
+        """
         events: list[Event] = []
         for observation in observations:
             events.extend(self._sessionizer.observe(observation))
         changes = self._sessionizer.take_changes()
-        if not events and not changes and all(isinstance(o, Tick) for o in observations):
+        quiet = all(isinstance(o, Tick) for o in observations)
+        if quiet and not (events or changes or consumed_inbox or log_positions):
             return events
         outbox = [self._mapper.query_string(e) for e in events] if self._mapper else []
-        self._store.commit(changes, self._sessionizer.mount_records(), outbox)
+        self._store.commit(
+            changes,
+            self._sessionizer.mount_records(),
+            outbox,
+            consumed_inbox=consumed_inbox,
+            log_positions=log_positions,
+        )
         for listener in self._listeners:
             listener(events)
         return events
@@ -81,8 +100,14 @@ def build_sessionizer(config: Config, store: Store) -> Sessionizer:
         catchup_gap=catchup,
         min_session=config.filters.min_session,
         admit=ListenerPolicy.from_config(config),
+        exact_ends={
+            s.name: math.ceil(s.reconcile_delay)
+            for s in config.sources
+            if s.access_log is not None or (config.webhook is not None and s.kind == "icecast")
+        },
         mounts=store.load_mounts(),
         sessions=store.load_sessions(),
+        gone=store.load_gone(),
     )
 
 
