@@ -149,13 +149,14 @@ class WebhookConfig(_Model):
     username: str = "icecast"
     password: SecretStr
     """What Icecast sends as HTTP Basic credentials (its `username` and `password` options)."""
-    max_body: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+    max_body: Annotated[int, Field(ge=4096, le=1_048_576)] = 65_536
+    """Icecast's form can be 4 KiB with long user agents, referrers and queries."""
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f'{listen!r} is not host:port, e.g. "127.0.0.1:8765"')
         return listen
 

@@ -1,0 +1,477 @@
+"""The URL-authentication receiver over real HTTP, and behind a real Icecast 2.4."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import shutil
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from audimeter.config import WebhookConfig
+from audimeter.observations import ListenerJoined, ListenerLeft
+from audimeter.store import Store
+from audimeter.webhook import WebhookError, WebhookReceiver, decode
+from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port, listclients
+
+USERNAME = "icecast"
+PASSWORD = "s3cret-Webhook-pw"
+NOW = 1_800_000_000
+SOURCE = "main"
+ADD_FORM = (
+    "action=listener_add&server=127%2e0%2e0%2e1&port=8000&client=31"
+    "&mount=%2flive%2emp3%3futm_source%3dweb&user=&pass=&ip=192%2e0%2e2%2e7"
+    "&agent=VLC%2f3%2e0%2e18&ClientHeader.referer=https%3a%2f%2fradio%2eexample%2eorg%2f"
+)
+ADD_OBSERVATION = ListenerJoined(
+    source=SOURCE,
+    at=NOW,
+    mount="/live.mp3",
+    client_id="31",
+    ip="192.0.2.7",
+    user_agent="VLC/3.0.18",
+    referrer="https://radio.example.org/",
+    query="utm_source=web",
+)
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+GOOD_AUTH = basic(USERNAME, PASSWORD)
+
+
+def webhook_config(max_body: int = 65_536, port: int = 0) -> WebhookConfig:
+    """Port 0 (any free port) is for tests only: the configuration file refuses it."""
+    return WebhookConfig.model_construct(
+        listen=f"127.0.0.1:{port}",
+        username=USERNAME,
+        password=SecretStr(PASSWORD),
+        max_body=max_body,
+    )
+
+
+class ReceiverThread:
+    """A receiver answering from its own event loop, so blocking test code can talk to it."""
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    def start(self) -> None:
+        self.run(self.receiver.start())
+
+    def stop(self) -> None:
+        self.run(self.receiver.stop())
+
+    def close(self) -> None:
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver.port}/icecast/{SOURCE}"
+
+
+class Notified:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(tmp_path / "state.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def reader(tmp_path: Path, store: Store) -> Iterator[Store]:
+    """A second connection to the state file, as the daemon's would be."""
+    reader = Store.open(tmp_path / "state.db")
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def notified() -> Notified:
+    return Notified()
+
+
+@pytest.fixture
+def make_receiver(store: Store, notified: Notified) -> Iterator[Callable[..., ReceiverThread]]:
+    started: list[ReceiverThread] = []
+
+    def make(config: WebhookConfig | None = None, target: Store | None = None) -> ReceiverThread:
+        receiver = WebhookReceiver(
+            config or webhook_config(), [SOURCE, "other"], target or store, notified, lambda: NOW
+        )
+        thread = ReceiverThread(receiver)
+        started.append(thread)
+        thread.start()
+        return thread
+
+    yield make
+    for thread in started:
+        thread.close()
+
+
+@pytest.fixture
+def receiver(make_receiver: Callable[..., ReceiverThread]) -> ReceiverThread:
+    return make_receiver()
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5, trust_env=False) as client:
+        yield client
+
+
+def inbox(store: Store) -> list[ListenerJoined | ListenerLeft]:
+    return [decode(payload) for _, payload in store.inbox_batch(1000)]
+
+
+def assert_accepted(response: httpx.Response) -> None:
+    assert response.status_code == 200
+    assert response.headers["icecast-auth-user"] == "1"
+    assert response.headers["x-icecast-auth-result"] == "ok"
+    assert len(response.content) < 16
+
+
+def assert_refused(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status
+    assert "icecast-auth-user" not in response.headers
+    assert "x-icecast-auth-result" not in response.headers
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+
+def test_an_accepted_join_is_in_the_inbox_when_icecast_gets_the_answer(
+    receiver: ReceiverThread, client: httpx.Client, reader: Store, notified: Notified
+) -> None:
+    assert receiver.receiver.port != 0
+    response = client.post(
+        receiver.url, content=ADD_FORM, headers={**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    )
+    assert_accepted(response)
+    assert inbox(reader) == [ADD_OBSERVATION]
+    assert notified.count == 1
+    assert (receiver.receiver.received, receiver.receiver.recorded) == (1, 1)
+
+
+def test_a_leave_and_a_mount_event(
+    receiver: ReceiverThread, client: httpx.Client, reader: Store, notified: Notified
+) -> None:
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    mount_add = "action=mount_add&mount=%2flive%2emp3&server=127%2e0%2e0%2e1&port=8000"
+    assert_accepted(client.post(receiver.url, content=mount_add, headers=headers))
+    assert inbox(reader) == []
+    leave = (
+        "action=listener_remove&server=127%2e0%2e0%2e1&port=8000&client=31&mount=%2flive%2emp3"
+        "&user=&pass=&duration=42&ip=192%2e0%2e2%2e7&agent=VLC%2f3%2e0%2e18"
+    )
+    assert_accepted(client.post(receiver.url, content=leave, headers=headers))
+    assert inbox(reader) == [
+        ListenerLeft(SOURCE, NOW, "/live.mp3", 42, "31", "192.0.2.7", "VLC/3.0.18")
+    ]
+    assert notified.count == 1
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        basic(USERNAME, "wrong"),
+        basic("someone", PASSWORD),
+        basic(USERNAME, PASSWORD + "x"),
+        basic("", ""),  # what Icecast sends without the username and password options
+        f"Bearer {PASSWORD}",
+        "Basic not!base64",
+        "Basic",
+    ],
+    ids=["none", "password", "username", "longer", "empty", "bearer", "garbage", "no-token"],
+)
+def test_wrong_or_missing_credentials_are_refused(
+    receiver: ReceiverThread,
+    client: httpx.Client,
+    reader: Store,
+    notified: Notified,
+    authorization: str | None,
+) -> None:
+    headers = dict(FORM_HEADERS)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    for url in (receiver.url, receiver.url.replace(SOURCE, "unknown")):
+        response = client.post(url, content=ADD_FORM, headers=headers)
+        assert_refused(response, 401)
+        assert response.headers["www-authenticate"].startswith("Basic ")
+    assert inbox(reader) == []
+    assert notified.count == 0
+    assert receiver.receiver.received == 0
+
+
+def test_an_unknown_source_is_not_found(
+    receiver: ReceiverThread, client: httpx.Client, reader: Store
+) -> None:
+    response = client.post(
+        receiver.url.replace(SOURCE, "nope"),
+        content=ADD_FORM,
+        headers={**FORM_HEADERS, "Authorization": GOOD_AUTH},
+    )
+    assert_refused(response, 404)
+    assert inbox(reader) == []
+
+
+def test_other_methods_and_paths(receiver: ReceiverThread, client: httpx.Client) -> None:
+    headers = {"Authorization": GOOD_AUTH}
+    assert_refused(client.get(receiver.url, headers=headers), 405)
+    base = receiver.url.removesuffix(f"/icecast/{SOURCE}")
+    assert_refused(client.post(base + "/listener_add", content=ADD_FORM, headers=headers), 404)
+
+
+def test_an_oversized_body_is_refused(
+    make_receiver: Callable[..., ReceiverThread], client: httpx.Client, reader: Store
+) -> None:
+    receiver = make_receiver(webhook_config(max_body=1024))
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    padded = ADD_FORM + "&ClientHeader.x-pad=" + "x" * 1024
+    assert_refused(client.post(receiver.url, content=padded, headers=headers), 413)
+    assert inbox(reader) == []
+    assert_accepted(client.post(receiver.url, content=ADD_FORM, headers=headers))
+
+
+def test_source_authentication_is_never_approved(
+    receiver: ReceiverThread, client: httpx.Client, reader: Store
+) -> None:
+    form = "action=stream_auth&mount=%2flive&ip=127%2e0%2e0%2e1&server=x&port=8000&user=&pass="
+    response = client.post(
+        receiver.url, content=form, headers={**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    )
+    assert_refused(response, 403)
+    assert inbox(reader) == []
+
+
+def test_answers_are_fast(
+    receiver: ReceiverThread,
+    client: httpx.Client,
+    reader: Store,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    client.post(receiver.url, content=ADD_FORM, headers=headers)  # connection set up
+    latencies = []
+    for _ in range(100):
+        started = time.perf_counter()
+        response = client.post(receiver.url, content=ADD_FORM, headers=headers)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert_accepted(response)
+    median = statistics.median(latencies)
+    slowest = max(latencies)
+    with capsys.disabled():
+        print(f"\nwebhook latency over 100 requests: median {median:.2f} ms, max {slowest:.2f} ms")
+    assert median < 10
+    assert slowest < 50
+    assert len(reader.inbox_batch(1000)) == 101
+
+
+def test_a_store_that_cannot_be_written_still_lets_listeners_in(
+    make_receiver: Callable[..., ReceiverThread],
+    tmp_path: Path,
+    client: httpx.Client,
+    notified: Notified,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = Store.open(tmp_path / "broken.db")
+    broken.close()
+    receiver = make_receiver(target=broken)
+    caplog.set_level(logging.DEBUG)
+    response = client.post(
+        receiver.url, content=ADD_FORM, headers={**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    )
+    assert_accepted(response)
+    assert (receiver.receiver.received, receiver.receiver.recorded) == (1, 0)
+    assert receiver.receiver.failed == 1
+    assert notified.count == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "not recorded" in errors[0].getMessage()
+    assert PASSWORD not in caplog.text
+    assert GOOD_AUTH.split()[1] not in caplog.text
+
+
+def test_a_malformed_form_still_lets_the_listener_in(
+    receiver: ReceiverThread,
+    client: httpx.Client,
+    reader: Store,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    form = "action=listener_remove&client=31&mount=%2flive%2emp3&user=u&pass=listener-pw"
+    for body in (form, "\xff\xfe not a form", ""):
+        response = client.post(
+            receiver.url, content=body, headers={**FORM_HEADERS, "Authorization": GOOD_AUTH}
+        )
+        assert_accepted(response)
+    assert inbox(reader) == []
+    assert receiver.receiver.failed == 1  # the others are unknown actions: nothing to record
+    assert "without duration" in caplog.text
+    assert "listener-pw" not in caplog.text
+    assert PASSWORD not in caplog.text
+
+
+def test_a_busy_port_is_reported(store: Store) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
+        receiver = WebhookReceiver(config, [SOURCE], store, lambda: None)
+        with pytest.raises(WebhookError, match=f"127.0.0.1:{port}"):
+            asyncio.run(receiver.start())
+
+
+# -- behind a real Icecast 2.4 --------------------------------------------------------------------
+
+HOOK_MOUNT = "/hook.mp3"
+REFERER = "https://radio.example.org/player"
+QUERY = "utm_source=x&utm_campaign=spring"
+PLAYER = "TestPlayer/2.0 (webhook)"
+
+
+def url_auth_mount(url: str, mount: str = HOOK_MOUNT) -> str:
+    """The mount configuration the README recommends, pointing at `url`."""
+    return f"""<mount type="normal">
+    <mount-name>{mount}</mount-name>
+    <authentication type="url">
+      <option name="listener_add" value="{url}"/>
+      <option name="listener_remove" value="{url}"/>
+      <option name="username" value="{USERNAME}"/>
+      <option name="password" value="{PASSWORD}"/>
+      <option name="headers" value="referer,x-forwarded-for,user-agent"/>
+      <option name="header_prefix" value="ClientHeader."/>
+      <option name="mount_add" value="{url}"/>
+      <option name="mount_remove" value="{url}"/>
+    </authentication>
+  </mount>"""
+
+
+@pytest.fixture
+def hook_receiver(make_receiver: Callable[..., ReceiverThread]) -> ReceiverThread:
+    """A receiver on a fixed port, so that it can stop and start again where Icecast posts."""
+    return make_receiver(webhook_config(port=free_port()))
+
+
+@pytest.fixture
+def icecast_with_hook(tmp_path: Path, hook_receiver: ReceiverThread) -> Iterator[IcecastServer]:
+    if shutil.which("icecast2") is None:
+        pytest.skip("icecast2 is not installed (Debian package icecast2)")
+    mounts = [url_auth_mount(hook_receiver.url)]
+    with IcecastServer(tmp_path / "icecast", extra_mounts=mounts) as server:
+        yield server
+
+
+def wait_for_rows(store: Store, count: int, timeout: float = 10.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = inbox(store)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+@pytest.mark.icecast
+def test_icecast_reports_the_exact_join_and_leave(
+    icecast_with_hook: IcecastServer, hook_receiver: ReceiverThread, reader: Store
+) -> None:
+    with SourceClient(icecast_with_hook, HOOK_MOUNT):
+        assert inbox(reader) == []  # mount_add: acknowledged, nothing to record
+        listener = Listener(
+            icecast_with_hook,
+            HOOK_MOUNT,
+            bind="127.0.0.23",
+            user_agent=PLAYER,
+            referer=REFERER,
+            query=QUERY,
+        )
+        with listener:
+            # Icecast answers the listener only after the receiver answered Icecast.
+            assert listener.wait_for_bytes(1)
+            (client_id,) = [c["ID"] for c in listclients(icecast_with_hook, HOOK_MOUNT)]
+            joined = ListenerJoined(
+                source=SOURCE,
+                at=NOW,
+                mount=HOOK_MOUNT,
+                client_id=client_id,
+                ip="127.0.0.23",
+                user_agent=PLAYER,
+                referrer=REFERER,
+                query=QUERY,
+            )
+            assert inbox(reader) == [joined]
+            time.sleep(2.1)
+        rows = wait_for_rows(reader, 2)
+    assert len(rows) == 2
+    leave = rows[1]
+    assert isinstance(leave, ListenerLeft)
+    assert 2 <= leave.duration <= 4
+    # Icecast forwards headers with listener_add only: the leave has the URI but no referrer.
+    assert leave == ListenerLeft(
+        source=SOURCE,
+        at=NOW,
+        mount=HOOK_MOUNT,
+        duration=leave.duration,
+        client_id=client_id,
+        ip="127.0.0.23",
+        user_agent=PLAYER,
+        query=QUERY,
+    )
+
+
+@pytest.mark.icecast
+def test_icecast_refuses_new_listeners_while_the_receiver_is_down(
+    icecast_with_hook: IcecastServer, hook_receiver: ReceiverThread, reader: Store
+) -> None:
+    """The known risk of URL authentication: audimeter down means the mount takes no listener."""
+    with SourceClient(icecast_with_hook, HOOK_MOUNT):
+        with Listener(icecast_with_hook, HOOK_MOUNT, bind="127.0.0.24", user_agent=PLAYER):
+            pass
+        assert len(wait_for_rows(reader, 2)) == 2
+        hook_receiver.stop()
+        started = time.monotonic()
+        refused = Listener(icecast_with_hook, HOOK_MOUNT, bind="127.0.0.25", user_agent=PLAYER)
+        with pytest.raises(ConnectionError, match="401"):
+            refused.connect()
+        assert time.monotonic() - started < 3  # at once, not after Icecast's 15 s timeout
+        hook_receiver.start()
+        with Listener(icecast_with_hook, HOOK_MOUNT, bind="127.0.0.26", user_agent=PLAYER):
+            pass
+    rows = wait_for_rows(reader, 4)
+    assert [(type(row).__name__, row.ip) for row in rows] == [
+        ("ListenerJoined", "127.0.0.24"),
+        ("ListenerLeft", "127.0.0.24"),
+        ("ListenerJoined", "127.0.0.26"),
+        ("ListenerLeft", "127.0.0.26"),
+    ]
