@@ -1,5 +1,9 @@
 """`audimeter run`: sources → sessionizer → store → sinks, until told to stop.
 
+Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
+Icecast's URL authentication, whose receiver records every notice in the store's inbox before it
+answers; the loop turns inbox rows into observations and deletes them with the outcome.
+
 Each source polls on its own schedule, so a slow server never delays another. Their observations
 pass one at a time through a single pipeline step that runs the sessionizer and commits what
 changed in one transaction before any sink sees it. The hand-over queue holds one observation:
@@ -15,6 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -24,13 +29,16 @@ from audimeter.config import Config, SourceConfig
 from audimeter.events import Event
 from audimeter.matomo.mapping import RequestMapper, SiteMapping
 from audimeter.matomo.sink import MatomoSink
-from audimeter.observations import Observation, Tick
+from audimeter.observations import ListenerLeft, Observation, Tick
 from audimeter.policy import ListenerPolicy
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
+from audimeter.sources.accesslog import is_listener, parser_for
 from audimeter.sources.factory import make_poller
+from audimeter.sources.tailer import LogTailer, TailError
 from audimeter.store import LogPosition, Store
+from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +123,61 @@ def source_client(source: SourceConfig) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=source.timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
     )
+
+
+class LogFollower:
+    """A source's access log, read for exact ends; each finished listener is a `ListenerLeft`."""
+
+    def __init__(self, source: SourceConfig, path: Path, store: Store) -> None:
+        self._source = source.name
+        self._tailer = LogTailer(source.name, path, store.log_position(source.name, str(path)))
+        self._parse = parser_for(source.kind)
+        self._committed: LogPosition | None = None
+        self.bad_lines = 0
+
+    def step(self, pipeline: Pipeline) -> None:
+        """Read what was written since the last step and feed it."""
+        try:
+            lines, position = self._tailer.read()
+        except TailError as exc:
+            log.warning("source %s: %s", self._source, exc)
+            return
+        if position == self._committed:
+            return
+        observations: list[Observation] = []
+        for line in lines:
+            entry = self._parse(line)
+            if entry is None:
+                self.bad_lines += 1
+            elif is_listener(entry):
+                observations.append(
+                    ListenerLeft(
+                        self._source,
+                        entry.end,
+                        entry.path,
+                        entry.duration,
+                        ip=entry.ip,
+                        user_agent=entry.user_agent,
+                        referrer=entry.referrer,
+                    )
+                )
+        pipeline.feed(observations, log_positions=[position])
+        self._committed = position
+
+    def close(self) -> None:
+        self._tailer.close()
+
+
+def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
+    """Feed the notices the webhook receiver recorded, deleting them with the outcome."""
+    while rows := store.inbox_batch(batch):
+        observations: list[Observation] = []
+        for _, payload in rows:
+            try:
+                observations.append(decode(payload))
+            except ValueError as exc:
+                log.error("webhook: an unreadable notice in the inbox was dropped (%s)", exc)
+        pipeline.feed(observations, consumed_inbox=[row_id for row_id, _ in rows])
 
 
 class _SourceHealth:
@@ -205,6 +268,25 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             resumed,
         )
 
+        wake = asyncio.Event()
+        receiver: WebhookReceiver | None = None
+        if config.webhook is not None:
+            receiver = WebhookReceiver(
+                config.webhook,
+                [s.name for s in config.sources if s.kind == "icecast"],
+                store,
+                wake.set,
+            )
+            await receiver.start()
+            exit_stack.push_async_callback(receiver.stop)
+            drain_inbox(store, pipeline)  # notices kept from the previous run
+        followers = [
+            LogFollower(s, s.access_log, store) for s in config.sources if s.access_log is not None
+        ]
+        for follower in followers:
+            exit_stack.callback(follower.close)
+            follower.step(pipeline)  # the first read finds where to start
+
         queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=1)
         tasks = []
         for source in config.sources:
@@ -217,13 +299,20 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         try:
             while not stop.is_set():
                 getting = asyncio.create_task(queue.get())
+                waking = asyncio.create_task(wake.wait())
                 await asyncio.wait(
-                    {getting, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    {getting, stopping, waking}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
+                waking.cancel()
+                wake.clear()
                 if getting.done():
                     pipeline.feed([getting.result()])
                 else:
                     getting.cancel()
+                if receiver is not None:
+                    drain_inbox(store, pipeline)
+                for follower in followers:
+                    follower.step(pipeline)
                 pipeline.feed([Tick(int(time.time()))])
                 for task in tasks:
                     if task.done():  # pollers and the sink run forever: an end is a failure
@@ -235,6 +324,9 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             stopping.cancel()
             while not queue.empty():
                 pipeline.feed([queue.get_nowait()])
+            if receiver is not None:
+                await receiver.stop()
+                drain_inbox(store, pipeline)
         if sink is not None:
             await sink.drain(SHUTDOWN_DRAIN_SECONDS)
         log.info(
