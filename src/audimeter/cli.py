@@ -97,3 +97,50 @@ def check_command(config_path: Path) -> None:
     for result in results:
         click.echo(result.line())
     sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@main.command("import")
+@config_option
+@click.option(
+    "--source",
+    "source_name",
+    required=True,
+    metavar="NAME",
+    help="The configured source whose logs these are (its filters, mounts and site apply).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the requests that would be sent (time, kind, visitor, mount, IP); send nothing.",
+)
+@click.argument(
+    "logfiles",
+    metavar="LOGFILE...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+def import_command(
+    config_path: Path, source_name: str, dry_run: bool, logfiles: tuple[Path, ...]
+) -> None:
+    """Send the finished sessions of access logs to Matomo, each as one visit.
+
+    LOGFILE is an Icecast access.log or a SHOUTcast W3C log, plain or gzipped. Each listener
+    line becomes a session with its real start, length, address and player, filtered as live
+    ones are. A file imported before (the same content, also gzipped) is skipped, so importing
+    rotated logs again is safe. Exit status: 0 done, 1 a file or the delivery failed, 2 a
+    configuration or usage error.
+    """
+    from audimeter.importer import ImportUsageError, run_import
+
+    setup_logging("warning", "text")
+    config = _load(config_path)
+    try:
+        code = run_import(config, source_name, logfiles, dry_run=dry_run)
+    except ImportUsageError as exc:
+        click.echo(f"audimeter: config error: {config_path}: {exc}", err=True)
+        sys.exit(2)
+    except StoreError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    sys.exit(code)

@@ -1,0 +1,333 @@
+"""Lines of the servers' access logs, parsed: one finished connection per line.
+
+Both servers write a line when a connection ends, with the time of the disconnect and how many
+seconds it lasted, so a line is a whole session: it started at `end - duration`.
+
+Icecast (2.4, also 2.5 and KH): the combined log format plus a last field, the seconds connected::
+
+    127.0.0.1 - fred [26/Nov/2026:12:44:30 +0000] "GET /a.mp3 HTTP/1.1" 200 10958 "-" "VLC/3.0" 3
+
+The request line has no query string (Icecast logs the path only). Icecast 2.4.4 never writes a
+raw `"` inside a field: in the user, request, referrer and user agent it replaces every byte
+that is a control character, `!`, `"`, a backslash, a backquote or outside ASCII by one `.`
+(spaces only survive in the referrer and user agent); a missing header is `-`. Seen on Debian's
+icecast2 2.4.4: `Quote "q" back\\slash Ünï` is logged as `Quote .q. back.slash ..n..`. Such a
+field is kept as written, since the original cannot be recovered. Other builds escape those
+bytes as `\\xNN` instead, which is kept as written too.
+
+SHOUTcast DNAS (1.9 and 2.x): the W3C extended log, one line per listener that left, after the
+directives `#Software:`, `#Version:` and `#Fields: c-ip c-dns date time cs-uri-stem c-status
+cs(User-Agent) sc-bytes x-duration avgbandwidth`::
+
+    203.0.113.7 203.0.113.7 2026-11-26 12:44:05 /stream?title=A%20Song 200 VLC%2F3.0 48000 3 128
+
+DNAS writes the date and time in the server's *local* time without an offset; they are read in
+the local time zone of the process parsing them (set `TZ` to the server's zone when importing
+elsewhere). `cs-uri-stem` is always `/stream?title=<the song playing>`, not the listener's mount,
+so the path is `/stream`. DNAS 2 writes the user agent and title percent-encoded per RFC 3986
+(every byte outside `A-Z a-z 0-9 - . _ ~` as `%XX`, so a literal `+` never appears); DNAS 1
+escapes too (`WinampMPEG%2F5%2E1`), and some logs write spaces as `+`. The user agent is
+therefore decoded with `+` as a space and `%XX` as UTF-8, which reads all of them. The log has
+no method or referrer: only listeners are logged, so the method is `GET` and the referrer empty.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote_plus
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One finished connection as an access log line reports it."""
+
+    ip: str
+    end: int
+    """Unix seconds of the disconnect (the line's time)."""
+    duration: int
+    """Seconds the connection lasted."""
+    method: str
+    path: str
+    """The requested path (the mount), without the query string."""
+    status: int
+    sent: int
+    """Bytes sent to the client."""
+    referrer: str
+    """"" when the line has `-`."""
+    user_agent: str
+    """"" when the line has `-`."""
+
+    @property
+    def start(self) -> int:
+        return self.end - self.duration
+
+
+LineParser = Callable[[str], LogEntry | None]
+
+
+class Skip(enum.Enum):
+    """Why a line is no listener session."""
+
+    BAD = "bad"
+    """Not a line of the log's format."""
+    DIRECTIVE = "directive"
+    """A W3C directive (#Fields: …)."""
+    OTHER = "other"
+    """Another request: admin and status pages, web-root files, sources, refused listeners."""
+
+
+LineScanner = Callable[[str], LogEntry | Skip]
+
+# -- Icecast ------------------------------------------------------------------------------------
+
+_ICECAST = re.compile(
+    r"(\S+) \S+ \S+ \[(\d\d/[A-Za-z]{3}/\d{4}):(\d\d):(\d\d):(\d\d) ([+-]\d{4})\] "
+    r'"(\S+) (\S+)[^"]*" (\d{3}) (\d+) "([^"]*)" "([^"]*)" (\d+)\s*'
+)
+# Builds that write a raw `"` inside the referrer or user agent: the user agent is then taken to
+# run to the last `" ` before the seconds, the referrer to the `" "` before it.
+_ICECAST_QUOTES = re.compile(_ICECAST.pattern.replace('"([^"]*)" "([^"]*)"', '"(.*?)" "(.*)"'))
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_midnights: dict[tuple[str, str], int | None] = {}
+
+
+def _clf_midnight(day: str, zone: str) -> int | None:
+    """Unix time of 00:00:00 on `day` ("26/Nov/2026") at UTC offset `zone` ("+0100")."""
+    month = _MONTHS.get(day[3:6].title())
+    if month is None:
+        return None
+    try:
+        midnight = calendar.timegm((int(day[7:]), month, int(day[:2]), 0, 0, 0, 0, 0, 0))
+    except ValueError:
+        return None
+    if not 1 <= int(day[:2]) <= calendar.monthrange(int(day[7:]), month)[1]:
+        return None
+    offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * 60
+    return midnight - offset if zone[0] == "+" else midnight + offset
+
+
+def _icecast_end(day: str, hour: str, minute: str, second: str, zone: str) -> int | None:
+    key = (day, zone)
+    midnight = _midnights.get(key, -1)
+    if midnight == -1:
+        if len(_midnights) > 100_000:
+            _midnights.clear()
+        midnight = _midnights[key] = _clf_midnight(day, zone)
+    if midnight is None or hour > "23" or minute > "59" or second > "60":
+        return None
+    return midnight + int(hour) * 3600 + int(minute) * 60 + int(second)
+
+
+def _icecast_entry(match: re.Match[str]) -> LogEntry | None:
+    (ip, day, hour, minute, second, zone, method, path, status, sent, referrer, agent, stayed) = (
+        match.groups()
+    )
+    end = _icecast_end(day, hour, minute, second, zone)
+    if end is None:
+        return None
+    if "?" in path:
+        path = path.partition("?")[0]
+    return LogEntry(
+        ip,
+        end,
+        int(stayed),
+        method,
+        path,
+        int(status),
+        int(sent),
+        "" if referrer == "-" else referrer,
+        "" if agent == "-" else agent,
+    )
+
+
+def parse_icecast_line(line: str) -> LogEntry | None:
+    """An Icecast access log line, or None when the line is not one."""
+    match = _ICECAST.fullmatch(line) or _ICECAST_QUOTES.fullmatch(line)
+    return None if match is None else _icecast_entry(match)
+
+
+def scan_icecast_line(line: str) -> LogEntry | Skip:
+    """`parse_icecast_line` then `is_listener`, in one go and faster for lines that are not
+    listeners: the entry of a listener line, else why the line does not count."""
+    match = _ICECAST.fullmatch(line) or _ICECAST_QUOTES.fullmatch(line)
+    if match is None:
+        return Skip.BAD
+    method, path, status = match.group(7, 8, 9)
+    if status != "200" or method != "GET" or not _stream_path(path.partition("?")[0]):
+        valid = _icecast_end(*match.group(2, 3, 4, 5, 6)) is not None
+        return Skip.OTHER if valid else Skip.BAD
+    entry = _icecast_entry(match)
+    if entry is None:
+        return Skip.BAD
+    return entry if entry.duration > 0 or entry.sent > 0 else Skip.OTHER
+
+
+# -- SHOUTcast W3C ------------------------------------------------------------------------------
+
+_W3C_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_W3C_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)")
+
+
+def is_directive(line: str) -> bool:
+    """A W3C directive (`#Software:`, `#Version:`, `#Fields:`, …): no connection, not bad either."""
+    return line.startswith("#")
+
+
+@lru_cache(maxsize=4096)
+def _local_hour(date: str, hour: int, zone: tuple[str, str]) -> int | None:
+    """Unix time of `date` ("2026-11-26") at `hour`:00:00 local time; `zone` keys the cache."""
+    try:
+        year, month, day = int(date[:4]), int(date[5:7]), int(date[8:10])
+        if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+            return None
+        return int(time.mktime((year, month, day, hour, 0, 0, 0, 0, -1)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _decode(field: str) -> str:
+    if "%" in field or "+" in field:
+        return unquote_plus(field, errors="replace")
+    return field
+
+
+def parse_shoutcast_line(line: str) -> LogEntry | None:
+    """A line of SHOUTcast's W3C log; None for directives (see `is_directive`) and bad lines."""
+    parts = line.split()
+    if len(parts) < 10 or is_directive(line):
+        return None
+    ip, _dns, date, clock, uri, status = parts[:6]
+    sent, duration, _bitrate = parts[-3:]
+    agent = parts[6] if len(parts) == 10 else " ".join(parts[6:-3])
+    hms = _W3C_TIME.fullmatch(clock)
+    if (
+        hms is None
+        or _W3C_DATE.fullmatch(date) is None
+        or not (status.isdigit() and sent.isdigit() and duration.isdigit())
+        or not uri.startswith("/")
+    ):
+        return None
+    hour, minute, second = (int(x) for x in hms.groups())
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    base = _local_hour(date, hour, time.tzname)
+    if base is None:
+        return None
+    return LogEntry(
+        ip,
+        base + minute * 60 + second,
+        int(duration),
+        "GET",
+        uri.partition("?")[0],
+        int(status),
+        int(sent),
+        "",
+        "" if agent == "-" else _decode(agent),
+    )
+
+
+# -- which lines are listeners ------------------------------------------------------------------
+
+_SERVER_PATHS = frozenset(
+    {
+        "/",
+        "/admin",
+        "/admin.cgi",
+        "/server_version",
+        "/stats",
+        "/statistics",
+        "/currentsong",
+        "/nextsong",
+        "/played",
+        "/streamart",
+        "/playingart",
+    }
+)
+"""Pages of the servers themselves (Icecast's web root, DNAS's status and admin pages)."""
+_SERVER_PREFIXES = ("/admin/", "/status")
+"""Icecast's admin interface; its status pages (/status.xsl, /status-json.xsl, /status2.xsl…)."""
+_SERVER_SUFFIXES = (
+    ".xsl",
+    ".css",
+    ".js",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".ico",
+    ".svg",
+    ".html",
+    ".htm",
+    ".txt",
+    ".xml",
+    ".json",
+    ".m3u",
+    ".m3u8",
+    ".pls",
+    ".xspf",
+    ".vclt",
+)
+"""Web-root files and the playlist files Icecast derives from a mount (/live.mp3.m3u)."""
+
+
+def _stream_path(path: str) -> bool:
+    return not (
+        path in _SERVER_PATHS
+        or path.startswith(_SERVER_PREFIXES)
+        or path.endswith(_SERVER_SUFFIXES)
+    )
+
+
+def is_listener(entry: LogEntry) -> bool:
+    """Whether a line is a finished listener connection.
+
+    The rule, from real Icecast 2.4.4 logs (../shared/fixtures/icecast-2.4.4/access.log.*):
+    a `GET` (a source client is `PUT` or `SOURCE`) answered `200` (refused listeners are 401,
+    403 or 404, even after waiting 16 s for an authentication backend), of a path that is not
+    one of the server's own pages (admin interface, status pages, stylesheets, web-root files,
+    playlists), that lasted at least a second or received bytes. The status and admin requests
+    in those logs all last 0 s but receive their page, hence the path rule.
+    """
+    return (
+        entry.status == 200
+        and entry.method == "GET"
+        and (entry.duration > 0 or entry.sent > 0)
+        and _stream_path(entry.path)
+    )
+
+
+def scan_shoutcast_line(line: str) -> LogEntry | Skip:
+    """`parse_shoutcast_line` then `is_listener`: the entry of a listener line, else why not."""
+    entry = parse_shoutcast_line(line)
+    if entry is None:
+        return Skip.DIRECTIVE if is_directive(line) else Skip.BAD
+    return entry if is_listener(entry) else Skip.OTHER
+
+
+def parser_for(kind: str) -> LineParser:
+    """The line parser for a source kind: Icecast's access log or SHOUTcast's W3C log."""
+    if kind == "icecast":
+        return parse_icecast_line
+    if kind in ("shoutcast1", "shoutcast2"):
+        return parse_shoutcast_line
+    raise ValueError(f"no access log format for source kind {kind!r}")
+
+
+def scanner_for(kind: str) -> LineScanner:
+    """`parser_for` and `is_listener` in one: the listener entry of a line, or why it is none."""
+    if kind == "icecast":
+        return scan_icecast_line
+    if kind in ("shoutcast1", "shoutcast2"):
+        return scan_shoutcast_line
+    raise ValueError(f"no access log format for source kind {kind!r}")

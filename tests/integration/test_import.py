@@ -1,0 +1,387 @@
+"""`audimeter import` run as an operator runs it, against a recording Matomo."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from audimeter.config import Config, parse_config
+from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.importer import (
+    Counts,
+    Listen,
+    QueryEncoder,
+    assign_slots,
+    build_mapper,
+    deliver,
+    dry_run_line,
+    file_key,
+    plan_lines,
+    read_lines,
+)
+from audimeter.matomo.sink import Backoff
+from audimeter.store import Store
+from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
+
+VISIT_LENGTH = 1800
+KEEPALIVE = 120
+STREAM = "http://radio.example.org:8000"
+VLC = "VLC/3.0.20 LibVLC/3.0.20"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+EXO = "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"
+# Three days ago at 10:00 UTC: old enough to need token_auth, far from midnight.
+BASE = (int(time.time()) // 86400 - 3) * 86400 + 10 * 3600
+
+
+@dataclass(frozen=True)
+class Played:
+    """A listener's connection as the test writes it into the log."""
+
+    ip: str
+    agent: str
+    start: int
+    duration: int
+    mount: str = "/live.mp3"
+    referrer: str = "-"
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+
+def clf(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def log_line(
+    ip: str,
+    end: int,
+    path: str,
+    duration: int,
+    agent: str,
+    *,
+    status: int = 200,
+    method: str = "GET",
+    referrer: str = "-",
+    sent: int | None = None,
+) -> str:
+    size = duration * 16_000 + 4_000 if sent is None else sent
+    return (
+        f'{ip} - - [{clf(end)}] "{method} {path} HTTP/1.1" {status} {size} "{referrer}" '
+        f'"{agent}" {duration}'
+    )
+
+
+LISTENERS = [
+    Played("198.51.100.1", VLC, BASE, 3600),  # an hour: keep-alives keep the visit whole
+    Played("198.51.100.2", FIREFOX, BASE + 60, 90, referrer="https://radio.example.org/"),
+    # one address, one player, at the same time: two visitors
+    Played("198.51.100.7", EXO, BASE + 100, 600),
+    Played("198.51.100.7", EXO, BASE + 200, 300),
+    # the same one again once the first has left: the first visitor returns
+    Played("198.51.100.7", EXO, BASE + 700, 300),
+    Played("2001:db8::5", VLC, BASE + 1000, 45, mount="/talk.mp3"),
+]
+OTHERS = [
+    log_line("127.0.0.1", BASE + 5, "/admin/listclients", 0, "audimeter/0.1.0"),
+    log_line("127.0.0.1", BASE + 15, "/admin/stats", 0, "audimeter/0.1.0"),
+    log_line("203.0.113.4", BASE + 20, "/status-json.xsl", 0, FIREFOX),
+    log_line("203.0.113.4", BASE + 21, "/live.mp3", 0, VLC, status=401, sent=328),
+    log_line("10.0.0.5", BASE + 4000, "/live.mp3", 4000, "Liquidsoap/2.2.2", method="PUT"),
+]
+FILTERED = [log_line("203.0.113.9", BASE + 500, "/live.mp3", 50, "curl/8.5.0")]
+BAD = ["this is not a log line", log_line("198.51.100.1", BASE + 30, "/live.mp3", 5, VLC)[:50]]
+
+
+def write_log(path: Path, listeners: list[Played], *, compress: bool = False) -> Path:
+    """The lines in the order Icecast writes them (at disconnect), bad ones in between."""
+    timed = [
+        (p.end, log_line(p.ip, p.end, p.mount, p.duration, p.agent, referrer=p.referrer))
+        for p in listeners
+    ]
+    timed += [(BASE + 500, line) for line in FILTERED] + [
+        (BASE + i, line) for i, line in enumerate(OTHERS)
+    ]
+    lines = [line for _, line in sorted(timed, key=lambda pair: pair[0])]
+    lines[2:2] = BAD
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def write_config(tmp_path: Path, matomo: RecordingMatomo | None, extra: str = "") -> Path:
+    text = f"""
+[state]
+path = "{tmp_path / "state.db"}"
+
+[[sources]]
+name = "main"
+kind = "icecast"
+url = "{STREAM}"
+password = "hackme"
+sites = {{ "/talk.mp3" = 2 }}
+"""
+    if matomo is not None:
+        text += f"""
+[matomo]
+url = "{matomo.url}"
+site_id = 1
+token_auth = "{DEFAULT_TOKEN}"
+keepalive_interval = {KEEPALIVE}
+visit_length = {VISIT_LENGTH}
+batch_size = 7
+"""
+    path = tmp_path / "audimeter.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def audimeter_import(config: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "audimeter", "import", "--config", str(config), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def visit_of(visits: list[Visit], played: Played) -> Visit:
+    found = [v for v in visits if v.ip == played.ip and v.first_action == played.start]
+    assert len(found) == 1, (played, visits)
+    return found[0]
+
+
+@pytest.fixture
+def matomo() -> Iterator[RecordingMatomo]:
+    with RecordingMatomo(site_ids={1, 2}) as server:
+        yield server
+
+
+def test_sessions_arrive_with_their_true_times(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = write_config(tmp_path, matomo)
+    log = write_log(tmp_path / "access.log", LISTENERS)
+
+    result = audimeter_import(config, "--source", "main", log)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    lines = len(LISTENERS) + len(OTHERS) + len(FILTERED) + len(BAD)
+    assert f"{log}: {lines} lines, 6 listener sessions, 1 filtered, 0 too short, 2 bad, " in (
+        result.stdout
+    )
+    assert f"{len(OTHERS)} not listeners" in result.stdout
+    assert all(batch.status == 200 and batch.invalid == 0 for batch in matomo.batches)
+    assert all(batch.token_valid for batch in matomo.batches)
+
+    model = matomo.model(VISIT_LENGTH)
+    visits = model.visits()
+    assert len(visits) == len(LISTENERS)
+    for played in LISTENERS:
+        visit = visit_of(visits, played)
+        start = visit.actions[0]
+        assert start["new_visit"] == "1"
+        assert int(start["cdt"]) == played.end - played.duration
+        assert visit.total_time == played.duration  # what Matomo shows as the visit's length
+        assert not visit.out_of_order
+        assert visit.user_agent == played.agent
+        assert visit.entry_url == STREAM + played.mount
+        assert visit.site_id == ("2" if played.mount == "/talk.mp3" else "1")
+        events = visit.actions[1:]
+        assert events[-1]["e_a"] == "end"
+        assert sum(int(e["e_v"]) for e in events) == played.duration
+    assert visit_of(visits, LISTENERS[1]).actions[0]["urlref"] == "https://radio.example.org/"
+    hour = visit_of(visits, LISTENERS[0])
+    assert len(hour.actions) > 2  # kept whole by keep-alives within visit_length
+    # look-alikes at the same time are two visitors; the first one comes back later
+    first, second, again = (visit_of(visits, p).visitor_id for p in LISTENERS[2:5])
+    assert first != second
+    assert again == first
+    assert not model.dropped_pings
+
+    # The same file again, then a gzipped copy of it: recognised, nothing sent.
+    posts = len(matomo.batches)
+    again_result = audimeter_import(config, "--source", "main", log)
+    assert again_result.returncode == 0, again_result.stderr
+    assert "already imported" in again_result.stdout
+    gz = tmp_path / "access.log.1.gz"
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    gz_result = audimeter_import(config, "--source", "main", gz)
+    assert gz_result.returncode == 0, gz_result.stderr
+    assert f"{gz}: already imported" in gz_result.stdout
+    assert len(matomo.batches) == posts
+
+
+def test_gzipped_log_and_several_files(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = write_config(tmp_path, matomo)
+    older = write_log(tmp_path / "access.log.2.gz", LISTENERS[:2], compress=True)
+    newer = write_log(tmp_path / "access.log.1", LISTENERS[2:])
+    result = audimeter_import(config, "--source", "main", newer, older)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 listener sessions" in result.stdout
+    assert "4 listener sessions" in result.stdout
+    visits = matomo.model(VISIT_LENGTH).visits()
+    assert len(visits) == len(LISTENERS)
+    for played in LISTENERS:
+        assert visit_of(visits, played).total_time == played.duration
+
+
+def test_dry_run_sends_and_stores_nothing(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = write_config(tmp_path, matomo)
+    log = write_log(tmp_path / "access.log", LISTENERS[1:2])
+    result = audimeter_import(config, "--source", "main", "--dry-run", log)
+    assert result.returncode == 0, result.stderr
+    played = LISTENERS[1]
+    rows = [line.split(" ") for line in result.stdout.splitlines()[:-1]]
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+        (iso(played.start), "pageview", "/live.mp3", played.ip),
+        (iso(played.end - 1), "end", "/live.mp3", played.ip),
+    ]
+    assert len({r[2] for r in rows}) == 1
+    assert "1 listener sessions" in result.stdout.splitlines()[-1]
+    assert "(dry run)" in result.stdout
+    assert matomo.batches == []
+    assert not (tmp_path / "state.db").exists()
+
+    # not remembered: the real import afterwards sends it
+    result = audimeter_import(config, "--source", "main", log)
+    assert result.returncode == 0, result.stderr
+    assert len(matomo.requests) == 2
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_configuration_errors_are_one_line(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "access.log", LISTENERS)
+    config = write_config(tmp_path, None)
+
+    result = audimeter_import(config, "--source", "main", log)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert "[matomo]" in result.stderr
+    assert "--dry-run" in result.stderr
+
+    result = audimeter_import(config, "--source", "nope", "--dry-run", log)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "'nope'" in result.stderr
+    assert "sources: main" in result.stderr
+    assert not (tmp_path / "state.db").exists()
+
+    missing = audimeter_import(config, "--source", "main", tmp_path / "missing.log")
+    assert missing.returncode == 2
+
+
+def test_unreadable_file_fails_the_run(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = write_config(tmp_path, matomo)
+    broken = tmp_path / "broken.log.gz"
+    broken.write_bytes(gzip.compress(b"x" * 10_000)[:40])
+    good = write_log(tmp_path / "access.log", LISTENERS[:1])
+    result = audimeter_import(config, "--source", "main", broken, good)
+    assert result.returncode == 1
+    assert f"{broken}: cannot read it" in result.stderr
+    assert "1 listener sessions" in result.stdout
+    assert len(matomo.model(VISIT_LENGTH).visits()) == 1
+
+
+# -- the parts, in process --------------------------------------------------------------------
+
+
+def config_for(matomo: RecordingMatomo, tmp_path: Path) -> Config:
+    return parse_config(
+        {
+            "state": {"path": str(tmp_path / "state.db")},
+            "matomo": {
+                "url": matomo.url,
+                "site_id": 1,
+                "token_auth": DEFAULT_TOKEN,
+                "batch_size": 5,
+            },
+            "sources": [{"name": "main", "kind": "icecast", "url": STREAM, "password": "x"}],
+        }
+    )
+
+
+def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = config_for(matomo, tmp_path)
+    assert config.matomo is not None
+    log = write_log(tmp_path / "access.log", LISTENERS)
+    events = plan_lines(
+        read_lines(log), config=config, source=config.sources[0], key="k" * 64, counts=Counts()
+    )
+    kinds = {type(e) for e in events}
+    assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
+    mapper = build_mapper(config, config.matomo, "salt")
+    encode = QueryEncoder(mapper)
+    assert [encode(e) for e in events] == [mapper.query_string(e) for e in events]
+    assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
+
+
+def listen(line: int, start: int, end: int, ip: str = "192.0.2.1", agent: str = VLC) -> Listen:
+    return Listen(line, "/live.mp3", ip, agent, "", start, end)
+
+
+def test_slots() -> None:
+    listens = [
+        listen(1, 0, 100),
+        listen(2, 50, 150),  # overlaps 1
+        listen(3, 100, 200),  # starts as 1 ends: takes 1's slot
+        listen(4, 60, 70),  # overlaps 1 and 2
+        listen(5, 60, 70, agent=FIREFOX),  # another player
+        listen(6, 60, 70, ip="192.0.2.2"),  # another address
+        listen(7, 150, 160),  # 2 has ended, 3 holds slot 0
+        listen(8, 500, 500),
+        listen(9, 500, 600),
+    ]
+    assert assign_slots(listens) == [0, 1, 0, 2, 0, 0, 1, 0, 0]
+
+
+def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
+    path = tmp_path / "log.gz"
+    data = b"first\r\nsecond \xff\xfe line\nthird"
+    path.write_bytes(gzip.compress(data))
+    seen: list[int] = []
+    assert list(read_lines(path, seen.append)) == ["first", "second \ufffd\ufffd line", "third"]
+    assert sum(seen) == path.stat().st_size
+    plain = tmp_path / "log"
+    plain.write_bytes(data)
+    assert file_key(plain) == file_key(path)
+
+
+def test_delivery_gives_up_after_failures_and_keeps_the_requests(
+    tmp_path: Path, matomo: RecordingMatomo
+) -> None:
+    config = config_for(matomo, tmp_path)
+    assert config.matomo is not None
+    store = Store.open(tmp_path / "state.db")
+    try:
+        store.commit_import(
+            "k" * 64, "main", "log", 3, [f"?idsite=1&rec=1&n={i}" for i in range(12)]
+        )
+        console = Console(file=io.StringIO())
+        matomo.fail_with(500)
+        result = asyncio.run(
+            deliver(store, config.matomo, console, backoff=Backoff(0.01, 0.02), max_failures=3)
+        )
+        assert (result.sent, result.left, result.complete) == (0, 12, False)
+        assert matomo.failed_posts == 3
+        matomo.recover()
+        result = asyncio.run(deliver(store, config.matomo, console))
+        assert (result.sent, result.left, result.complete) == (12, 0, True)
+        assert len(matomo.requests) == 12
+    finally:
+        store.close()

@@ -1,0 +1,524 @@
+"""Access log lines: Icecast 2.4.4's real logs (../shared/fixtures) and SHOUTcast's W3C log."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from audimeter.sources.accesslog import (
+    LogEntry,
+    Skip,
+    is_directive,
+    is_listener,
+    parse_icecast_line,
+    parse_shoutcast_line,
+    parser_for,
+    scan_icecast_line,
+    scan_shoutcast_line,
+    scanner_for,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
+VLC = "VLC/3.0.18 LibVLC/3.0.18"
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"
+EXO = "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"
+PLAYER = "https://www.example.org/player.html"
+
+
+def utc(text: str) -> int:
+    """Unix seconds of "YYYY-MM-DD HH:MM:SS" UTC."""
+    return calendar.timegm(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").timetuple())
+
+
+def listener(
+    clock: str, duration: int, path: str, sent: int, agent: str, referrer: str = ""
+) -> LogEntry:
+    return LogEntry(
+        "127.0.0.1", utc(f"2026-11-26 {clock}"), duration, "GET", path, 200, sent, referrer, agent
+    )
+
+
+# Every listener line of access.log.run1, by line number; access.log.run2 repeats run1's 47 lines
+# and adds a restart, with two more listeners.
+RUN1_LISTENERS = {
+    18: listener("12:44:15", 1, "/live.mp3", 78859, "HeaderProbe/1.0"),
+    20: listener("12:44:20", 11, "/live.mp3", 241188, FIREFOX, PLAYER),
+    25: listener("12:44:24", 16, "/live.mp3", 314090, VLC),
+    27: listener("12:44:30", 3, "/auth.mp3", 109588, FIREFOX, PLAYER),
+    28: listener("12:44:35", 3, "/auth.mp3", 108188, "ProbeAccept/1.0"),
+    29: listener(
+        "12:44:37", 2, "/authcase.mp3", 94192, "CaseTest/1.0", "https://www.example.org/case.html"
+    ),
+    33: listener("12:44:40", 2, "/auth.mp3", 91388, "SurvivesBackendDown/1.0"),
+    35: listener("12:45:25", 43, "/auth.mp3", 171188, "ProbeSlow5/1.0"),
+    36: listener("12:45:37", 21, "/auth.mp3", 80188, "ProbeSerialA/1.0"),
+    37: listener("12:45:37", 21, "/auth.mp3", 388, "ProbeSerialB/1.0"),
+    38: listener("12:45:42", 7, "/auth.mp3", 137588, "ProbeTimelimit/1.0"),
+    41: listener("12:45:47", 97, "/live.mp3", 1615988, EXO),
+    42: listener("12:45:47", 85, "/live.mp3", 1419988, FIREFOX, PLAYER),
+    43: listener("12:45:47", 3, "/live.mp3", 109588, "ShutdownTest2/1.0"),
+    46: listener("12:45:47", 81, "/auth.mp3", 1354307, VLC),
+    47: listener("12:45:47", 3, "/auth.mp3", 109588, "ShutdownTest1/1.0"),
+}
+RUN2_LISTENERS = {
+    **RUN1_LISTENERS,
+    52: listener("12:45:56", 3, "/live.mp3", 88588, "AfterRestart/1.0"),
+    53: listener("12:45:56", 1, "/live.mp3", 77388, "AfterRestart2/1.0"),
+}
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("access.log.run1", RUN1_LISTENERS), ("access.log.run2", RUN2_LISTENERS)],
+)
+def test_every_line_of_the_real_logs(name: str, expected: dict[int, LogEntry]) -> None:
+    lines = (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    listeners = {}
+    for number, line in enumerate(lines, 1):
+        entry = parse_icecast_line(line)
+        assert entry is not None, f"line {number} not parsed: {line}"
+        assert entry.ip == "127.0.0.1"
+        assert entry.end >= utc("2026-11-26 12:44:05")
+        if is_listener(entry):
+            listeners[number] = entry
+    assert listeners == expected
+    assert all(entry.start == entry.end - entry.duration for entry in listeners.values())
+
+
+def test_other_fields_of_real_lines() -> None:
+    line = (
+        '127.0.0.1 - - [26/Nov/2026:12:45:10 +0000] "GET /auth.mp3 HTTP/1.1" 401 328 "-" '
+        '"ProbeSlow20/1.0" 16'
+    )
+    assert parse_icecast_line(line) == LogEntry(
+        "127.0.0.1",
+        utc("2026-11-26 12:45:10"),
+        16,
+        "GET",
+        "/auth.mp3",
+        401,
+        328,
+        "",
+        "ProbeSlow20/1.0",
+    )
+    source = (
+        '127.0.0.1 - - [26/Nov/2026:12:45:47 +0000] "PUT /live.mp3 HTTP/1.1" 200 19 "-" '
+        '"lab-python-source/1.0" 102'
+    )
+    entry = parse_icecast_line(source)
+    assert entry is not None
+    assert (entry.method, entry.duration, entry.start) == ("PUT", 102, utc("2026-11-26 12:44:05"))
+
+
+# Captured from Debian's icecast2 2.4.4 here: a listener sent the user agent
+# `Quote "q" back\slash tick` bang! Ünï 日本`, the referrer `https://ex.org/p?a=1&b="x y"` and
+# `/live.mp3?token=abc&x=1`; another sent empty User-Agent and Referer headers; a request for
+# a mount that does not exist, and a HEAD.
+REAL_ODD_LINES = [
+    (
+        '127.0.0.1 - - [26/Nov/2026:15:14:41 +0000] "GET /live.mp3 HTTP/1.0" 200 35309 '
+        '"https://ex.org/p?a=1&b=.x y." "Quote .q. back.slash tick. bang. ..n.. ......" 2',
+        LogEntry(
+            "127.0.0.1",
+            utc("2026-11-26 15:14:41"),
+            2,
+            "GET",
+            "/live.mp3",
+            200,
+            35309,
+            "https://ex.org/p?a=1&b=.x y.",
+            "Quote .q. back.slash tick. bang. ..n.. ......",
+        ),
+    ),
+    (
+        '127.0.0.1 - - [26/Nov/2026:15:14:41 +0000] "GET /live.mp3 HTTP/1.0" 200 35309 "-" "-" 2',
+        LogEntry(
+            "127.0.0.1", utc("2026-11-26 15:14:41"), 2, "GET", "/live.mp3", 200, 35309, "", ""
+        ),
+    ),
+    (
+        '127.0.0.1 - - [26/Nov/2026:15:14:42 +0000] "GET /no%20such%22mount.mp3 HTTP/1.0" 404 '
+        '362 "-" "x" 0',
+        LogEntry(
+            "127.0.0.1",
+            utc("2026-11-26 15:14:42"),
+            0,
+            "GET",
+            "/no%20such%22mount.mp3",
+            404,
+            362,
+            "",
+            "x",
+        ),
+    ),
+    (
+        '127.0.0.1 - - [26/Nov/2026:15:14:42 +0000] "HEAD /live.mp3 HTTP/1.0" 400 333 "-" '
+        '"headprobe" 0',
+        LogEntry(
+            "127.0.0.1",
+            utc("2026-11-26 15:14:42"),
+            0,
+            "HEAD",
+            "/live.mp3",
+            400,
+            333,
+            "",
+            "headprobe",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), REAL_ODD_LINES)
+def test_fields_as_icecast_writes_them(line: str, expected: LogEntry) -> None:
+    assert parse_icecast_line(line) == expected
+
+
+BASE = (
+    '203.0.113.9 - - [26/Nov/2026:12:44:05 +0000] "GET /live.mp3 HTTP/1.1" 200 4096 "-" '
+    '"VLC/3.0" 30'
+)
+
+
+def with_(old: str, new: str) -> str:
+    assert old in BASE
+    return BASE.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("line", "end", "ip", "path", "referrer", "agent"),
+    [
+        (BASE, "2026-11-26 12:44:05", "203.0.113.9", "/live.mp3", "", "VLC/3.0"),
+        (with_("+0000", "+0100"), "2026-11-26 11:44:05", "203.0.113.9", "/live.mp3", "", "VLC/3.0"),
+        (with_("+0000", "-0530"), "2026-11-26 18:14:05", "203.0.113.9", "/live.mp3", "", "VLC/3.0"),
+        (
+            with_("26/Nov/2026:12:44:05", "31/Dec/2026:23:59:59"),
+            "2026-12-31 23:59:59",
+            "203.0.113.9",
+            "/live.mp3",
+            "",
+            "VLC/3.0",
+        ),
+        (
+            with_("203.0.113.9", "2001:db8::7"),
+            "2026-11-26 12:44:05",
+            "2001:db8::7",
+            "/live.mp3",
+            "",
+            "VLC/3.0",
+        ),
+        (with_("- -", "- fred"), "2026-11-26 12:44:05", "203.0.113.9", "/live.mp3", "", "VLC/3.0"),
+        (
+            with_("/live.mp3", "/live.mp3?token=1"),
+            "2026-11-26 12:44:05",
+            "203.0.113.9",
+            "/live.mp3",
+            "",
+            "VLC/3.0",
+        ),
+        (
+            with_('"-" "VLC/3.0"', '"https://a.example/" "Say "hi" now"'),
+            "2026-11-26 12:44:05",
+            "203.0.113.9",
+            "/live.mp3",
+            "https://a.example/",
+            'Say "hi" now',
+        ),
+        (BASE + "\r", "2026-11-26 12:44:05", "203.0.113.9", "/live.mp3", "", "VLC/3.0"),
+    ],
+)
+def test_icecast_variants(
+    line: str, end: str, ip: str, path: str, referrer: str, agent: str
+) -> None:
+    entry = parse_icecast_line(line)
+    assert entry is not None
+    assert (entry.end, entry.ip, entry.path, entry.referrer, entry.user_agent) == (
+        utc(end),
+        ip,
+        path,
+        referrer,
+        agent,
+    )
+    assert (entry.duration, entry.sent, entry.status, entry.method) == (30, 4096, 200, "GET")
+
+
+BAD_ICECAST = [
+    "",
+    "   ",
+    "garbage",
+    BASE[:60],
+    BASE[:-5],  # cut off
+    with_(" 30", " thirty"),
+    with_(" 200 ", " OK "),
+    with_(" 4096 ", " -1 "),
+    with_("Nov", "Foo"),
+    with_("26/Nov", "31/Nov"),
+    with_("12:44:05", "24:44:05"),
+    with_("12:44:05", "12:61:05"),
+    with_(" +0000", ""),
+    with_('"GET /live.mp3 HTTP/1.1"', '"GET"'),
+    with_('"GET /live.mp3 HTTP/1.1"', "GET /live.mp3 HTTP/1.1"),
+    with_('"VLC/3.0" 30', '"VLC/3.0"'),
+    "203.0.113.7 203.0.113.7 2026-11-26 12:44:05 /stream?title=x 200 VLC 480000 30 128",
+    with_("26/Nov", "31/Nov").replace("/live.mp3", "/status-json.xsl"),
+]
+
+
+@pytest.mark.parametrize("line", BAD_ICECAST)
+def test_icecast_bad_lines(line: str) -> None:
+    assert parse_icecast_line(line) is None
+
+
+def entry(
+    path: str = "/live.mp3",
+    method: str = "GET",
+    status: int = 200,
+    duration: int = 30,
+    sent: int = 4096,
+) -> LogEntry:
+    return LogEntry("203.0.113.9", 1_795_000_000, duration, method, path, status, sent, "", "VLC")
+
+
+CLASSIFIED = [
+    (entry(), True),
+    (entry(path="/stream"), True),
+    (entry(path="/radio/high.aac"), True),
+    (entry(duration=1), True),
+    (entry(duration=0), True),  # left within the second, but was sent the stream
+    (entry(sent=0), True),  # connected 30 s, nothing sent yet (a source gap)
+    (entry(duration=0, sent=0), False),  # nothing at all
+    (entry(method="PUT"), False),  # a source client
+    (entry(method="SOURCE"), False),
+    (entry(method="HEAD"), False),
+    (entry(method="POST"), False),
+    (entry(status=401, duration=16), False),  # refused after a slow auth backend
+    (entry(status=403), False),
+    (entry(status=404), False),
+    (entry(status=206), False),
+    (entry(status=302), False),
+    (entry(path="/admin/listclients", duration=0), False),
+    (entry(path="/admin/metadata", duration=0), False),
+    (entry(path="/admin/", duration=0), False),
+    (entry(path="/admin", duration=0), False),
+    (entry(path="/admin.cgi", duration=0), False),
+    (entry(path="/status-json.xsl", duration=0), False),
+    (entry(path="/status.xsl", duration=0), False),
+    (entry(path="/status2.xsl", duration=0), False),
+    (entry(path="/server_version.xsl", duration=0), False),
+    (entry(path="/server_version", duration=0), False),
+    (entry(path="/admin/listclients.xsl", duration=0), False),
+    (entry(path="/", duration=0), False),
+    (entry(path="/style.css", duration=0), False),
+    (entry(path="/favicon.ico", duration=0), False),
+    (entry(path="/icecast.png", duration=0), False),
+    (entry(path="/robots.txt", duration=0), False),
+    (entry(path="/live.mp3.m3u", duration=0), False),
+    (entry(path="/live.mp3.xspf", duration=0), False),
+    (entry(path="/listen.pls", duration=0), False),
+    (entry(path="/stats", duration=0), False),
+    (entry(path="/statistics", duration=0), False),
+    (entry(path="/currentsong", duration=0), False),
+    (entry(path="/7.html", duration=0), False),
+]
+
+
+@pytest.mark.parametrize(("case", "expected"), CLASSIFIED)
+def test_classification(case: LogEntry, expected: bool) -> None:
+    assert is_listener(case) is expected
+
+
+# -- SHOUTcast W3C: lines written by hand from the format DNAS writes (sc_serv's w3cLog::log:
+# "<ip> <dns> <date> <time> /stream?title=<escaped title> 200 <escaped agent> <bytes> <seconds>
+# <bitrate>"), since no DNAS runs here.
+
+
+@pytest.fixture
+def tz_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from _zone(monkeypatch, "UTC")
+
+
+@pytest.fixture
+def tz_berlin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from _zone(monkeypatch, "Europe/Berlin")
+
+
+def _zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[None]:
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+W3C = (
+    "203.0.113.7 203.0.113.7 2026-11-26 12:44:05 /stream?title=Artist%20-%20Song 200 "
+    "VLC%2F3.0.18%20LibVLC%2F3.0.18 480000 30 128"
+)
+
+
+@pytest.mark.usefixtures("tz_utc")
+@pytest.mark.parametrize(
+    ("line", "ip", "agent", "sent", "duration"),
+    [
+        (W3C, "203.0.113.7", VLC, 480000, 30),
+        (  # spaces written as "+" (older DNAS)
+            "198.51.100.4 198.51.100.4 2026-11-26 12:44:05 /stream?title=Unknown 200 "
+            "WinampMPEG/5.66,+Ultravox/2.1 16000 1 128",
+            "198.51.100.4",
+            "WinampMPEG/5.66, Ultravox/2.1",
+            16000,
+            1,
+        ),
+        (  # RFC 3986 escaping as DNAS 2 writes it, a literal "+" as %2B, UTF-8
+            "198.51.100.4 host.example.net 2026-11-26 12:44:05 /stream?title=Unknown 200 "
+            "%C3%9Cber%2BPlayer%2F1.0%20%28Linux%29 0 3600 128",
+            "198.51.100.4",
+            "Über+Player/1.0 (Linux)",
+            0,
+            3600,
+        ),
+        (  # an unescaped user agent with spaces (not DNAS 2; tolerated)
+            "198.51.100.4 198.51.100.4 2026-11-26 12:44:05 /stream?title=Unknown 200 "
+            "NSPlayer/12.0 WMFSDK/12.0 100 5 128",
+            "198.51.100.4",
+            "NSPlayer/12.0 WMFSDK/12.0",
+            100,
+            5,
+        ),
+        (
+            "2001:db8::7 2001:db8::7 2026-11-26 12:44:05 /stream?title=Unknown 200 - 100 5 128",
+            "2001:db8::7",
+            "",
+            100,
+            5,
+        ),
+        (W3C + "\r", "203.0.113.7", VLC, 480000, 30),
+    ],
+)
+def test_w3c_lines(line: str, ip: str, agent: str, sent: int, duration: int) -> None:
+    assert not is_directive(line)
+    assert parse_shoutcast_line(line) == LogEntry(
+        ip, utc("2026-11-26 12:44:05"), duration, "GET", "/stream", 200, sent, "", agent
+    )
+
+
+@pytest.mark.usefixtures("tz_utc")
+def test_w3c_line_from_a_hosting_provider_s_documentation() -> None:
+    # The example fields of streamsolutions.co.uk's logging help (a DNAS 1 log): even the "."
+    # of the user agent is escaped.
+    line = (
+        "10.1.1.1 10.1.1.1 2005-10-10 00:12:02 /stream?title=WwW.StreamSolutions.Co.Uk 200 "
+        "WinampMPEG%2F5%2E1 13227794 811 130480"
+    )
+    assert parse_shoutcast_line(line) == LogEntry(
+        "10.1.1.1",
+        utc("2005-10-10 00:12:02"),
+        811,
+        "GET",
+        "/stream",
+        200,
+        13227794,
+        "",
+        "WinampMPEG/5.1",
+    )
+
+
+@pytest.mark.usefixtures("tz_berlin")
+def test_w3c_times_are_local_time() -> None:
+    entry = parse_shoutcast_line(W3C)
+    assert entry is not None
+    assert entry.end == utc("2026-11-26 11:44:05")  # CET, one hour ahead of UTC
+    summer = parse_shoutcast_line(W3C.replace("2026-11-26", "2026-07-01"))
+    assert summer is not None
+    assert summer.end == utc("2026-07-01 10:44:05")  # CEST
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#Software: SHOUTcast",
+        "#Version: 2.6.1.777 (posix(linux x64))",
+        "#Fields: c-ip c-dns date time cs-uri-stem c-status cs(User-Agent) sc-bytes x-duration "
+        "avgbandwidth",
+    ],
+)
+def test_w3c_directives(line: str) -> None:
+    assert is_directive(line)
+    assert parse_shoutcast_line(line) is None
+
+
+@pytest.mark.usefixtures("tz_utc")
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "garbage",
+        W3C.rsplit(" ", 1)[0],  # nine fields
+        W3C.replace(" 30 ", " thirty "),
+        W3C.replace(" 480000 ", " -1 "),
+        W3C.replace(" 200 ", " OK "),
+        W3C.replace("2026-11-26", "26/11/2026"),
+        W3C.replace("2026-11-26", "2026-02-30"),
+        W3C.replace("2026-11-26", "2026-13-01"),
+        W3C.replace("12:44:05", "25:44:05"),
+        W3C.replace("12:44:05", "12:44"),
+        W3C.replace("/stream?", "stream?"),
+        BASE,
+    ],
+)
+def test_w3c_bad_lines(line: str) -> None:
+    assert not is_directive(line)
+    assert parse_shoutcast_line(line) is None
+
+
+def test_w3c_listeners_are_listeners(tz_utc: None) -> None:
+    entry = parse_shoutcast_line(W3C)
+    assert entry is not None
+    assert is_listener(entry)
+
+
+def icecast_lines() -> list[str]:
+    lines = [line for line, _ in REAL_ODD_LINES] + [BASE, BASE.replace(" 200 ", " 404 ")]
+    for case, _ in CLASSIFIED:
+        lines.append(
+            BASE.replace('"GET /live.mp3', f'"{case.method} {case.path}')
+            .replace(" 200 4096 ", f" {case.status} {case.sent} ")
+            .replace(" 30", f" {case.duration}")
+        )
+    if FIXTURES.is_dir():
+        for name in ("access.log.run1", "access.log.run2"):
+            lines += (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    return lines + BAD_ICECAST
+
+
+def test_icecast_scanner_agrees_with_parser_and_classification() -> None:
+    for line in icecast_lines():
+        entry = parse_icecast_line(line)
+        expected = Skip.BAD if entry is None else entry if is_listener(entry) else Skip.OTHER
+        assert scan_icecast_line(line) == expected, line
+
+
+@pytest.mark.usefixtures("tz_utc")
+def test_shoutcast_scanner() -> None:
+    assert scan_shoutcast_line(W3C) == parse_shoutcast_line(W3C)
+    assert scan_shoutcast_line("#Fields: c-ip c-dns date time") is Skip.DIRECTIVE
+    assert scan_shoutcast_line("garbage") is Skip.BAD
+    assert scan_shoutcast_line(W3C.replace(" 200 ", " 404 ")) is Skip.OTHER
+
+
+def test_parser_for_each_kind() -> None:
+    assert parser_for("icecast") is parse_icecast_line
+    assert parser_for("shoutcast2") is parse_shoutcast_line
+    assert parser_for("shoutcast1") is parse_shoutcast_line
+    with pytest.raises(ValueError, match="no access log format"):
+        parser_for("wowza")
+    assert scanner_for("icecast") is scan_icecast_line
+    assert scanner_for("shoutcast1") is scan_shoutcast_line
+    with pytest.raises(ValueError, match="no access log format"):
+        scanner_for("wowza")
