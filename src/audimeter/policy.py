@@ -16,6 +16,8 @@ from audimeter.config import Config, Network
 from audimeter.observations import Listener
 
 Address = IPv4Address | IPv6Address
+AGENT_VERDICTS = 10_000
+"""How many user agents' verdicts are remembered; more distinct ones start the memory afresh."""
 
 
 def _address(text: str) -> Address | None:
@@ -54,6 +56,8 @@ class ListenerPolicy:
         )
         self._addresses = list(exclude_addresses)
         self._proxies = dict(trusted_proxies or {})
+        # Players are few and their patterns costly to search: remember each verdict.
+        self._agent_verdicts: dict[str, bool] = {}
 
     @classmethod
     def from_config(cls, config: Config) -> ListenerPolicy:
@@ -70,8 +74,17 @@ class ListenerPolicy:
             client = client_address(listener.forwarded_for, proxies)
             if client is not None:
                 listener = listener._replace(ip=client)
-        if self._agents is not None and self._agents.search(listener.user_agent):
+        if self._excluded_agent(listener.user_agent):
             return None
         if self._addresses and _within(_address(listener.ip), self._addresses):
             return None
         return listener
+
+    def _excluded_agent(self, user_agent: str) -> bool:
+        verdict = self._agent_verdicts.get(user_agent)
+        if verdict is None:
+            verdict = self._agents is not None and self._agents.search(user_agent) is not None
+            if len(self._agent_verdicts) >= AGENT_VERDICTS:
+                self._agent_verdicts.clear()
+            self._agent_verdicts[user_agent] = verdict
+        return verdict

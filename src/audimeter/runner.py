@@ -34,7 +34,7 @@ from audimeter.policy import ListenerPolicy
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
-from audimeter.sources.accesslog import is_listener, parser_for
+from audimeter.sources.accesslog import is_directive, is_listener, parser_for
 from audimeter.sources.factory import make_poller
 from audimeter.sources.tailer import LogTailer, TailError
 from audimeter.store import LogPosition, Store
@@ -132,6 +132,9 @@ class LogFollower:
         self._source = source.name
         self._tailer = LogTailer(source.name, path, store.log_position(source.name, str(path)))
         self._parse = parser_for(source.kind)
+        # SHOUTcast's logs do not name the stream: DNAS 1 has one, mount "/"; for DNAS 2 the
+        # sessionizer looks among the source's streams.
+        self._mount = {"shoutcast1": "/", "shoutcast2": ""}.get(source.kind)
         self._committed: LogPosition | None = None
         self.bad_lines = 0
 
@@ -148,13 +151,13 @@ class LogFollower:
         for line in lines:
             entry = self._parse(line)
             if entry is None:
-                self.bad_lines += 1
+                self.bad_lines += not is_directive(line)
             elif is_listener(entry):
                 observations.append(
                     ListenerLeft(
                         self._source,
                         entry.end,
-                        entry.path,
+                        entry.path if self._mount is None else self._mount,
                         entry.duration,
                         ip=entry.ip,
                         user_agent=entry.user_agent,

@@ -361,24 +361,30 @@ class Sessionizer:
     # -- exact ends and starts ------------------------------------------------------------------
 
     def _listener_left(self, obs: ListenerLeft, events: list[Event]) -> None:
-        state = self._mounts.get((obs.source, obs.mount))
         start = obs.at - max(obs.duration, 0)
-        if state is not None:
-            client_id = obs.client_id or self._match(state, obs, start)
-            if client_id in state.recent:
+        if obs.mount:
+            state = self._mounts.get((obs.source, obs.mount))
+            states = [state] if state is not None else []
+        else:  # a log that does not name the stream (SHOUTcast 2's W3C log): any of the source's
+            states = [s for s in self._mounts.values() if s.source == obs.source]
+            state = states[0] if len(states) == 1 else None
+        for candidate in states:
+            client_id = obs.client_id or self._match(candidate, obs, start)
+            if client_id in candidate.recent:
                 return  # ended already: counted once
-            session = state.sessions.pop(client_id, None)
+            session = candidate.sessions.pop(client_id, None)
             if session is not None:
                 self._close(session, obs.at, EndReason.LEFT, events)
                 return
-            gone = state.gone.pop(client_id, None)
+            gone = candidate.gone.pop(client_id, None)
             if gone is not None:
                 self._close(gone.session, obs.at, EndReason.LEFT, events, slot_held=False)
                 return
-        # Never seen by a poll: the whole session at once.
+        # Never seen by a poll: the whole session at once, if it is known where it listened.
         instance = self._instances.get(obs.source)
-        if instance is None:
+        if instance is None or (not obs.mount and state is None):
             return
+        mount = obs.mount or (state.mount if state is not None else "")
         listener = Listener(
             obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
         )
@@ -398,7 +404,7 @@ class Sessionizer:
         session = Session(
             obs.source,
             instance,
-            obs.mount,
+            mount,
             client_id,
             listener.ip,
             listener.user_agent,

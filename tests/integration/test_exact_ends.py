@@ -153,3 +153,23 @@ def test_a_leave_missed_while_audimeter_was_down_is_repaired_by_the_poll(
         kinds = [p.get("e_a", "start") for p in streams[ip]]
         assert (kinds[0], kinds[-1], kinds.count("end")) == ("start", "end", 1)
     assert len(matomo.model(10).visits()) == 2
+
+
+def test_a_line_written_while_audimeter_was_down_is_read_after_the_restart(
+    tmp_path: Path, icecast: IcecastServer, source: SourceClient, matomo: RecordingMatomo
+) -> None:
+    log = icecast.access_log_path
+    config = write_config(
+        tmp_path, icecast, matomo, poll_interval=1, reconcile_delay=20, access_log=f'"{log}"'
+    )
+    with Listener(icecast, MOUNT, bind="127.0.0.77", user_agent=VLC) as listener:
+        assert listener.wait_for_bytes(1000)
+        with AudimeterProcess(config) as run:
+            wait_for(lambda: matomo.requests, 10, "the start")
+            code, _ = run.stop(signal.SIGTERM)
+            assert code == 0
+    time.sleep(1)  # the listener's line is written while audimeter is down
+    with AudimeterProcess(config):
+        wait_for(lambda: ended(matomo), 15, "the end from the log read after the restart")
+    (stream,) = by_visitor(matomo).values()
+    assert visit_length(stream) == log_durations(log)[("127.0.0.77", MOUNT)]

@@ -359,6 +359,15 @@ EXACT_CASES = {
         [poll(100), left(104, 3, ip="10.0.0.9")],
         [("start", "log:101:10.0.0.9", 101), ("end", "log:101:10.0.0.9", 104, "left")],
     ),
+    "a log that does not name the mount matches across the source's mounts": (
+        [
+            poll(100, listener("1", 5), mount="/a"),
+            poll(100, listener("2", 5, ip="10.0.0.2"), mount="/b"),
+            poll(110, mount="/b"),
+            ListenerLeft(SRC, 107, "", 12, "", "10.0.0.2", "VLC/3.0"),
+        ],
+        [("start", "1", 95), ("start", "2", 95), ("end", "2", 107, "left")],
+    ),
     "joined: starts at the moment it connected, then polls find it": (
         [
             poll(100),
