@@ -26,7 +26,7 @@ import httpx
 
 from audimeter import __version__
 from audimeter.config import Config, SourceConfig
-from audimeter.events import Event
+from audimeter.events import Event, SessionKeptAlive
 from audimeter.matomo.mapping import RequestMapper, SiteMapping
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import ListenerLeft, Observation, Tick
@@ -49,7 +49,12 @@ EventListener = Callable[[list[Event]], None]
 
 
 class Pipeline:
-    """The synchronous heart: observations in, events committed and handed to the sinks."""
+    """The synchronous heart: observations in, events committed and handed to the sinks.
+
+    The outbox is bounded: while it holds `outbox_limit` requests (Matomo unreachable for days),
+    keep-alives are not queued; starts and ends always are, so every session keeps its true
+    start and end, and only the continuity of long visits suffers.
+    """
 
     def __init__(
         self,
@@ -57,15 +62,42 @@ class Pipeline:
         sessionizer: Sessionizer,
         mapper: RequestMapper | None,
         listeners: Sequence[EventListener] = (),
+        outbox_limit: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._sessionizer = sessionizer
         self._mapper = mapper
         self._listeners = list(listeners)
+        self._outbox_limit = outbox_limit
+        self._clock = clock
+        self.dropped_keepalives = 0
+        self._warned_at: float | None = None
 
     @property
     def sessionizer(self) -> Sessionizer:
         return self._sessionizer
+
+    def _requests(self, events: Sequence[Event]) -> list[str]:
+        if self._mapper is None or not events:
+            return []
+        wanted: Sequence[Event] = events
+        limit = self._outbox_limit
+        if limit is not None and self._store.outbox_span() >= limit:
+            wanted = [e for e in events if not isinstance(e, SessionKeptAlive)]
+            dropped = len(events) - len(wanted)
+            self.dropped_keepalives += dropped
+            now = self._clock()
+            if dropped and (self._warned_at is None or now - self._warned_at >= 3600):
+                self._warned_at = now
+                log.warning(
+                    "matomo: the outbox is full (outbox_limit = %d requests): keep-alives are "
+                    "not queued until Matomo takes requests again (%d so far); starts and ends "
+                    "still are",
+                    limit,
+                    self.dropped_keepalives,
+                )
+        return [self._mapper.query_string(e) for e in wanted]
 
     def feed(
         self,
@@ -86,7 +118,7 @@ class Pipeline:
         quiet = all(isinstance(o, Tick) for o in observations)
         if quiet and not (events or changes or consumed_inbox or log_positions):
             return events
-        outbox = [self._mapper.query_string(e) for e in events] if self._mapper else []
+        outbox = self._requests(events)
         self._store.commit(
             changes,
             self._sessionizer.mount_records(),
@@ -257,7 +289,9 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             listeners.append(lambda events: sink.notify() if events else None)
         else:
             listeners.append(JsonLinesSink(out))
-        pipeline = Pipeline(store, sessionizer, mapper, listeners)
+        pipeline = Pipeline(
+            store, sessionizer, mapper, listeners, matomo.outbox_limit if matomo else None
+        )
 
         for warning in config.warnings():
             log.warning("config: %s", warning)

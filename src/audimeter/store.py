@@ -248,6 +248,11 @@ class Store:
         )
         return [OutboxRow(*row) for row in rows]
 
+    def outbox_span(self) -> int:
+        """An upper bound of the outbox's size, cheap however large it is."""
+        row = self._db.execute("SELECT max(id) - min(id) + 1 FROM outbox").fetchone()
+        return int(row[0] or 0)
+
     def outbox_size(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
