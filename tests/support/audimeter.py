@@ -26,8 +26,11 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 class AudimeterProcess:
     """`audimeter run --config FILE` in a child process with its output kept in files."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
+        self.args = args
         self.env = {**os.environ, **(env or {})}
         self.stdout_path = config.with_suffix(".stdout")
         self.stderr_path = config.with_suffix(".stderr")
@@ -36,7 +39,15 @@ class AudimeterProcess:
     def start(self) -> Self:
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "audimeter", "run", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "audimeter",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    *self.args,
+                ],
                 stdout=out,
                 stderr=err,
                 env=self.env,
