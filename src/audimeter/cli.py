@@ -12,7 +12,7 @@ import click
 
 from audimeter import __version__
 from audimeter.check import run_checks
-from audimeter.config import Config, ConfigError, load_config
+from audimeter.config import Config, ConfigError, exposure_warning, load_config
 from audimeter.logs import LogFormat, setup_logging
 from audimeter.runner import run
 from audimeter.store import StoreError
@@ -32,10 +32,14 @@ config_option = click.option(
 
 def _load(path: Path) -> Config:
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         click.echo(f"audimeter: config error: {exc}", err=True)
         sys.exit(2)
+    warning = exposure_warning(path, config)
+    if warning:
+        click.echo(f"audimeter: warning: {warning}", err=True)
+    return config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

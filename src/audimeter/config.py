@@ -290,3 +290,20 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return parse_config(data, str(path))
+
+
+def exposure_warning(path: Path, config: Config) -> str | None:
+    """A warning when the file holds secrets and users other than its owner may read it."""
+    holds_secrets = any(s.password.get_secret_value() for s in config.sources) or bool(
+        config.matomo and config.matomo.token_auth.get_secret_value()
+    )
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if holds_secrets and mode & 0o044:
+        return (
+            f"{path} holds passwords or token_auth and other users may read it: "
+            f"chmod 600 {path} (or move token_auth to {TOKEN_ENV})"
+        )
+    return None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from audimeter.config import TOKEN_ENV, ConfigError, load_config, parse_config
+from audimeter.config import TOKEN_ENV, ConfigError, exposure_warning, load_config, parse_config
 
 SOURCE = {"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "pw"}
 MATOMO = {"url": "https://matomo.example.org/", "site_id": 1, "token_auth": "secret-token"}
@@ -174,3 +174,18 @@ def test_source_option_errors(source: dict[str, Any], message: str) -> None:
 def test_bad_user_agent_pattern() -> None:
     with pytest.raises(ConfigError, match=r"filters.exclude_user_agents: '\(' is not a regular"):
         parse_config(config(filters={"exclude_user_agents": ["("]}))
+
+
+def test_warns_when_a_file_with_secrets_is_readable_by_others(tmp_path: Path) -> None:
+    path = tmp_path / "audimeter.toml"
+    path.write_text(
+        '[[sources]]\nname = "a"\nkind = "icecast"\nurl = "http://x:1"\npassword = "p"\n'
+    )
+    cfg = load_config(path)
+    path.chmod(0o644)
+    warning = exposure_warning(path, cfg)
+    assert warning is not None
+    assert "chmod 600" in warning
+    assert 'p"' not in warning
+    path.chmod(0o600)
+    assert exposure_warning(path, cfg) is None
