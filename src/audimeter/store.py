@@ -8,10 +8,11 @@ accepted them (at-least-once delivery).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,19 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any SQLite failure becomes a `StoreError` that says so."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot write the state file {self.path} ({exc}); check free space and "
+                "permissions, then start audimeter again: nothing committed is lost"
+            ) from None
+
     # -- identity -------------------------------------------------------------------------------
 
     def salt(self) -> str:
@@ -151,7 +165,8 @@ class Store:
         if row is not None:
             return str(row[0])
         salt = secrets.token_hex(32)
-        self._db.execute("INSERT INTO meta(key, value) VALUES ('visitor_salt', ?)", (salt,))
+        with self._transaction() as db:
+            db.execute("INSERT INTO meta(key, value) VALUES ('visitor_salt', ?)", (salt,))
         return salt
 
     # -- sessionizer state ----------------------------------------------------------------------
@@ -190,55 +205,51 @@ class Store:
         `log_positions` how far log files were read for it: both move with the step's outcome.
         """
         now = int(time.time())
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                for change in changes:
-                    s = change.session
-                    if isinstance(change, SessionOpened):
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
-                            (
-                                s.source,
-                                s.instance,
-                                s.mount,
-                                s.client_id,
-                                s.ip,
-                                s.user_agent,
-                                s.referrer,
-                                s.started_at,
-                                s.slot,
-                                s.query,
-                            ),
-                        )
-                    elif isinstance(change, SessionGone):
-                        self._db.execute(
-                            "UPDATE sessions SET gone_at=?"
-                            " WHERE source=? AND instance=? AND mount=? AND client_id=?",
-                            (change.last_seen, *s.key),
-                        )
-                    else:
-                        self._db.execute(
-                            "DELETE FROM sessions"
-                            " WHERE source=? AND instance=? AND mount=? AND client_id=?",
-                            s.key,
-                        )
-                self._db.execute("DELETE FROM mounts")
-                self._db.executemany(
-                    "INSERT INTO mounts(source, instance, mount, last_seen) VALUES (?,?,?,?)",
-                    [(m.source, m.instance, m.mount, m.last_seen) for m in mounts],
-                )
-                self._db.executemany(
-                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
-                    [(payload, now) for payload in outbox],
-                )
-                self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
-                    [(p.source, p.path, p.inode, p.offset) for p in log_positions],
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
+        with self._transaction():
+            for change in changes:
+                s = change.session
+                if isinstance(change, SessionOpened):
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
+                        (
+                            s.source,
+                            s.instance,
+                            s.mount,
+                            s.client_id,
+                            s.ip,
+                            s.user_agent,
+                            s.referrer,
+                            s.started_at,
+                            s.slot,
+                            s.query,
+                        ),
+                    )
+                elif isinstance(change, SessionGone):
+                    self._db.execute(
+                        "UPDATE sessions SET gone_at=?"
+                        " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                        (change.last_seen, *s.key),
+                    )
+                else:
+                    self._db.execute(
+                        "DELETE FROM sessions"
+                        " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                        s.key,
+                    )
+            self._db.execute("DELETE FROM mounts")
+            self._db.executemany(
+                "INSERT INTO mounts(source, instance, mount, last_seen) VALUES (?,?,?,?)",
+                [(m.source, m.instance, m.mount, m.last_seen) for m in mounts],
+            )
+            self._db.executemany(
+                "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                [(payload, now) for payload in outbox],
+            )
+            self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
+                [(p.source, p.path, p.inode, p.offset) for p in log_positions],
+            )
 
     # -- outbox ---------------------------------------------------------------------------------
 
@@ -257,21 +268,19 @@ class Store:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def acknowledge(self, ids: Sequence[int]) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+        with self._transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
 
     def dead_letter(self, rows: Sequence[OutboxRow], reason: str) -> None:
         """Move requests Matomo refused out of the outbox, keeping them with Matomo's reason."""
         now = int(time.time())
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
+        with self._transaction() as db:
+            db.executemany(
                 "INSERT OR REPLACE INTO dead_letter(id, payload, reason, failed_at)"
                 " VALUES (?,?,?,?)",
                 [(row.id, row.payload, reason, now) for row in rows],
             )
-            self._db.executemany("DELETE FROM outbox WHERE id=?", [(row.id,) for row in rows])
+            db.executemany("DELETE FROM outbox WHERE id=?", [(row.id,) for row in rows])
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._db.execute(
@@ -283,11 +292,8 @@ class Store:
 
     def append_inbox(self, payload: str) -> int:
         """Record one received event durably; returns its id."""
-        try:
-            with self._db:
-                cursor = self._db.execute("INSERT INTO inbox(payload) VALUES (?)", (payload,))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
+        with self._transaction() as db:
+            cursor = db.execute("INSERT INTO inbox(payload) VALUES (?)", (payload,))
         return int(cursor.lastrowid or 0)
 
     def inbox_batch(self, limit: int) -> list[tuple[int, str]]:
@@ -314,15 +320,11 @@ class Store:
     ) -> None:
         """Queue one imported file's requests and remember the file, atomically."""
         now = int(time.time())
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
-                    [(payload, now) for payload in outbox],
-                )
-                self._db.execute(
-                    "INSERT INTO imports VALUES (?,?,?,?,?)", (file_key, source, path, lines, now)
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the state file {self.path} ({exc})") from None
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                [(payload, now) for payload in outbox],
+            )
+            db.execute(
+                "INSERT INTO imports VALUES (?,?,?,?,?)", (file_key, source, path, lines, now)
+            )
