@@ -148,3 +148,69 @@ def import_command(
         log.error("%s", exc)
         sys.exit(1)
     sys.exit(code)
+
+
+MATOMO_GDPR = (
+    "matomo: audimeter cannot delete what Matomo already received; delete it there with "
+    "Administration → Privacy → GDPR Tools (find the visitor's visits, e.g. by Visitor IP)"
+)
+
+
+@main.command("forget")
+@config_option
+@click.option(
+    "--ip",
+    "address_text",
+    required=True,
+    metavar="ADDRESS",
+    help="The listener's IPv4 or IPv6 address, in any notation.",
+)
+def forget_command(config_path: Path, address_text: str) -> None:
+    """Remove everything the state file holds about one listener address.
+
+    Deletes the open sessions with that address (their end will never be sent to Matomo), the
+    queued requests and dead letters whose cip it is (never sent), and webhook notices from it;
+    prints how many of each. Stop `audimeter run` first: forget refuses while another process
+    has the state file open. What Matomo already has is deleted with Matomo's GDPR tools.
+    Exit status: 0 done, 1 the state file is in use or cannot be used, 2 not an address or a
+    configuration error.
+    """
+    from audimeter.privacy import anonymize_address, forget, parse_address
+    from audimeter.store import Store
+
+    address = parse_address(address_text)
+    if address is None:
+        click.echo(f"audimeter: {address_text!r} is not an IPv4 or IPv6 address", err=True)
+        sys.exit(2)
+    config = _load(config_path)
+    path = config.state.path
+    if not path.exists():
+        click.echo(f"nothing to remove: there is no state file {path}")
+        click.echo(MATOMO_GDPR)
+        sys.exit(0)
+    try:
+        store = Store.open_exclusive(path)  # StoreBusy while `audimeter run` has it open
+    except StoreError as exc:
+        click.echo(f"audimeter: {exc}", err=True)
+        sys.exit(1)
+    try:
+        report = forget(store, address)
+    except StoreError as exc:
+        click.echo(f"audimeter: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"forgot {address} in {path}:")
+    for line in report.lines():
+        click.echo(line)
+    network = anonymize_address(str(address))
+    if config.privacy.ip == "anonymize" and network != str(address):
+        click.echo(
+            f'note: with [privacy] ip = "anonymize", audimeter keeps and sends {network}, shared '
+            f"by every listener of that network; `audimeter forget --ip {network}` removes that"
+        )
+    click.echo(
+        "note: a listener still connected is counted again when audimeter runs; "
+        "filters.exclude_addresses keeps an address out for good"
+    )
+    click.echo(MATOMO_GDPR)

@@ -189,10 +189,26 @@ class FiltersConfig(_Model):
         return patterns
 
 
+IpPrivacy = Literal["full", "anonymize", "none"]
+UserAgentPrivacy = Literal["keep", "drop"]
+SaltRotation = Literal["never", "daily", "weekly", "monthly"]
+
+
+class PrivacyConfig(_Model):
+    """How much of a listener audimeter keeps and sends (applied once filters and proxies ran)."""
+
+    ip: IpPrivacy = "full"
+    """full: the address as the server reports it; anonymize: IPv4 /24, IPv6 /48; none: none."""
+    user_agent: UserAgentPrivacy = "keep"
+    salt_rotation: SaltRotation = "never"
+    """How often the visitor-id salt changes (UTC periods; weeks start on Monday)."""
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
     filters: FiltersConfig = FiltersConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     webhook: WebhookConfig | None = None
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
@@ -235,6 +251,12 @@ class Config(_Model):
                     f"matomo.keepalive_interval ({self.matomo.keepalive_interval}) plus the "
                     f"longest poll_interval ({slowest:g}) exceeds 180 s: listeners will drop out "
                     "of Matomo's real-time counters (last 3 minutes) between keep-alives"
+                )
+            if self.privacy.ip == "none":
+                found.append(
+                    'privacy.ip = "none": Matomo records the address audimeter connects from '
+                    "for every visit and locates every listener there; turn geolocation off in "
+                    "Matomo if its location reports mislead"
                 )
         return found
 

@@ -47,10 +47,11 @@ from rich.text import Text
 
 from audimeter.config import Config, MatomoConfig, SourceConfig
 from audimeter.events import Event, Session, SessionKeptAlive, SessionStarted
-from audimeter.matomo.mapping import RequestMapper, SiteMapping, visitor_id
+from audimeter.matomo.mapping import RequestMapper, SaltSource, SiteMapping, visitor_id
 from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.observations import Listener
 from audimeter.policy import ListenerPolicy
+from audimeter.privacy import SaltBook
 from audimeter.runner import USER_AGENT
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.sources.accesslog import Skip, scanner_for
@@ -88,7 +89,7 @@ def require_matomo(config: Config) -> MatomoConfig:
     return config.matomo
 
 
-def build_mapper(config: Config, matomo: MatomoConfig, salt: str) -> RequestMapper:
+def build_mapper(config: Config, matomo: MatomoConfig, salt: str | SaltSource) -> RequestMapper:
     """The request mapper, built from the same settings as `audimeter run` builds it."""
     return RequestMapper(
         salt,
@@ -375,7 +376,11 @@ def plan_lines(
         source,
         ListenerPolicy.from_config(config),
         counts,
-        by_address=bool(config.filters.exclude_addresses or source.trusted_proxies),
+        by_address=bool(
+            config.filters.exclude_addresses
+            or source.trusted_proxies
+            or config.privacy.ip != "full"
+        ),
     )
     return replay_listens(
         listens,
@@ -437,7 +442,7 @@ def _iso(timestamp: int) -> str:
 _KINDS = {SessionStarted: "pageview", SessionKeptAlive: "keep-alive"}
 
 
-def dry_run_line(event: Event, salt: str) -> str:
+def dry_run_line(event: Event, salt: str | SaltSource) -> str:
     """time, kind, visitor, mount, ip of the request an event would become."""
     session = event.session
     kind = _KINDS.get(type(event), "end")
@@ -517,7 +522,7 @@ class _Run:
     err: TextIO
     dry_run: bool
     store: Store | None
-    salt: str
+    salt: str | SaltSource
     mapper: RequestMapper | None
     failed: bool = False
 
@@ -599,8 +604,9 @@ def run_import(
     if not dry_run or state.exists():
         store = Store.open(state)
     try:
+        salt: str | SaltSource
         if store is not None:
-            salt = store.salt()
+            salt = SaltBook.from_config(config, store)
         else:
             salt = "dry-run"
             err.write(

@@ -1,9 +1,16 @@
-"""Which listeners count, and who they are behind a proxy: a pure function of a listener.
+"""Which listeners count, who they are behind a proxy, and how much of them is kept.
 
-Applied once per session, when the sessionizer first sees a listener. Relays, monitors and bots
-are left out by user agent, and chosen addresses by network, before anything counts them. When a
-listener's address is a trusted proxy and the server reports X-Forwarded-For, the listener is
-the right-most address in that header that is not itself a trusted proxy.
+A pure function of a listener, applied once per session, when the sessionizer first sees a
+listener. In this order:
+
+1. proxy resolution: when a listener's address is a trusted proxy and the server reports
+   X-Forwarded-For, the listener is the right-most address in that header that is not itself a
+   trusted proxy;
+2. filters: relays, monitors and bots are left out by user agent, and chosen addresses by
+   network, before anything counts them; both see the full address and user agent;
+3. privacy (`[privacy]`): the address is replaced by its network (`anonymize`) or by "" (`none`),
+   and the user agent by "" (`drop`). The session holds only what is left, so the state file,
+   the requests to Matomo, stdout's JSON lines and imports never see more.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from audimeter.config import Config, Network
+from audimeter.config import Config, IpPrivacy, Network, UserAgentPrivacy
 from audimeter.observations import Listener
+from audimeter.privacy import mask_address
 
 Address = IPv4Address | IPv6Address
 AGENT_VERDICTS = 10_000
@@ -49,13 +57,18 @@ class ListenerPolicy:
         exclude_user_agents: Iterable[str] = (),
         exclude_addresses: Sequence[Network] = (),
         trusted_proxies: Mapping[str, Sequence[Network]] | None = None,
+        ip: IpPrivacy = "full",
+        user_agent: UserAgentPrivacy = "keep",
     ) -> None:
+        """`ip` and `user_agent`: what `[privacy]` lets be kept of an admitted listener."""
         patterns = list(exclude_user_agents)
         self._agents = (
             re.compile("|".join(f"(?:{p})" for p in patterns), re.I) if patterns else None
         )
         self._addresses = list(exclude_addresses)
         self._proxies = dict(trusted_proxies or {})
+        self._ip: IpPrivacy = ip
+        self._drop_agent = user_agent == "drop"
         # Players are few and their patterns costly to search: remember each verdict.
         self._agent_verdicts: dict[str, bool] = {}
 
@@ -65,10 +78,12 @@ class ListenerPolicy:
             exclude_user_agents=config.filters.exclude_user_agents,
             exclude_addresses=config.filters.exclude_addresses,
             trusted_proxies={s.name: s.trusted_proxies for s in config.sources},
+            ip=config.privacy.ip,
+            user_agent=config.privacy.user_agent,
         )
 
     def __call__(self, source: str, listener: Listener) -> Listener | None:
-        """The listener as it should count, or None when it must not count."""
+        """The listener as it should count and be kept, or None when it must not count."""
         proxies = self._proxies.get(source)
         if proxies and listener.forwarded_for and _within(_address(listener.ip), proxies):
             client = client_address(listener.forwarded_for, proxies)
@@ -78,6 +93,11 @@ class ListenerPolicy:
             return None
         if self._addresses and _within(_address(listener.ip), self._addresses):
             return None
+        if self._ip != "full":
+            # The header holds full addresses too.
+            listener = listener._replace(ip=mask_address(listener.ip, self._ip), forwarded_for="")
+        if self._drop_agent:
+            listener = listener._replace(user_agent="")
         return listener
 
     def _excluded_agent(self, user_agent: str) -> bool:

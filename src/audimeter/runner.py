@@ -31,6 +31,7 @@ from audimeter.matomo.mapping import RequestMapper, SiteMapping
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import ListenerLeft, Observation, Tick
 from audimeter.policy import ListenerPolicy
+from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
@@ -266,7 +267,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         matomo = config.matomo
         if matomo is not None:
             mapper = RequestMapper(
-                store.salt(),
+                SaltBook.from_config(config, store),
                 {
                     s.name: SiteMapping(
                         s.site_id or matomo.site_id, s.stream_base_url, s.title, s.sites

@@ -49,6 +49,7 @@ per poll down to one row per mount.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -134,6 +135,43 @@ class _Mount:
     """Ended sessions by client id, with their end, for `RECENT_SECONDS`."""
 
 
+class _SlotPool:
+    """The slots of one (address, player) identity: those in use, and the smallest free one in
+    O(log n), however many look-alikes listen (with [privacy] ip = "none" and user_agent =
+    "drop" every listener is one)."""
+
+    __slots__ = ("free", "top", "used")
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+        self.free: list[int] = []
+        """A heap of free slots below `top`; entries taken since are dropped when met."""
+        self.top = 0
+        """Every slot from here on is free."""
+
+    def smallest(self, taken: Collection[int] = ()) -> int:
+        if taken:  # rare (sessions replayed from a log line): a plain search
+            slot = 0
+            while slot in self.used or slot in taken:
+                slot += 1
+            return slot
+        free = self.free
+        while free and free[0] in self.used:
+            heapq.heappop(free)
+        return free[0] if free else self.top
+
+    def take(self, slot: int) -> None:
+        self.used.add(slot)
+        if slot >= self.top:
+            for gap in range(self.top, slot):
+                heapq.heappush(self.free, gap)
+            self.top = slot + 1
+
+    def release(self, slot: int) -> None:
+        self.used.discard(slot)
+        heapq.heappush(self.free, slot)
+
+
 class Sessionizer:
     def __init__(
         self,
@@ -163,7 +201,7 @@ class Sessionizer:
         self._source_graces = dict(source_graces or {})
         self._mounts: dict[tuple[str, str], _Mount] = {}
         self._instances: dict[str, str] = {}
-        self._slots: dict[tuple[str, str], set[int]] = {}
+        self._slots: dict[tuple[str, str], _SlotPool] = {}
         for record in mounts:
             self._mounts[(record.source, record.mount)] = _Mount(
                 record.source, record.instance, record.mount, record.last_seen
@@ -178,7 +216,8 @@ class Sessionizer:
             last_seen = (gone or {}).get(session.key)
             if last_seen is None:
                 state.sessions[session.client_id] = session
-                self._slots.setdefault((session.ip, session.user_agent), set()).add(session.slot)
+                identity = (session.ip, session.user_agent)
+                self._slots.setdefault(identity, _SlotPool()).take(session.slot)
             else:
                 deadline = last_seen + self._exact_ends.get(session.source, 0)
                 state.gone[session.client_id] = _Gone(session, last_seen, deadline)
@@ -343,9 +382,9 @@ class Sessionizer:
 
     def _release_slot(self, session: Session) -> None:
         identity = (session.ip, session.user_agent)
-        used = self._slots[identity]
-        used.discard(session.slot)
-        if not used:
+        pool = self._slots[identity]
+        pool.release(session.slot)
+        if not pool.used:
             del self._slots[identity]
 
     def _expire(self, state: _Mount, at: int, events: list[Event]) -> None:
@@ -362,6 +401,10 @@ class Sessionizer:
 
     def _listener_left(self, obs: ListenerLeft, events: list[Event]) -> None:
         start = obs.at - max(obs.duration, 0)
+        # Sessions hold listeners as `admit` left them (proxy resolved, [privacy] applied): a
+        # log line is matched to them as admitted too. None: it would never have counted.
+        heard = Listener(obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for)
+        listener = heard if self._admit is None else self._admit(obs.source, heard)
         if obs.mount:
             state = self._mounts.get((obs.source, obs.mount))
             states = [state] if state is not None else []
@@ -369,7 +412,9 @@ class Sessionizer:
             states = [s for s in self._mounts.values() if s.source == obs.source]
             state = states[0] if len(states) == 1 else None
         for candidate in states:
-            client_id = obs.client_id or self._match(candidate, obs, start)
+            client_id = obs.client_id or (
+                self._match(candidate, listener, start) if listener is not None else ""
+            )
             if client_id in candidate.recent:
                 return  # ended already: counted once
             session = candidate.sessions.pop(client_id, None)
@@ -382,17 +427,9 @@ class Sessionizer:
                 return
         # Never seen by a poll: the whole session at once, if it is known where it listened.
         instance = self._instances.get(obs.source)
-        if instance is None or (not obs.mount and state is None):
+        if listener is None or instance is None or (not obs.mount and state is None):
             return
         mount = obs.mount or (state.mount if state is not None else "")
-        listener = Listener(
-            obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
-        )
-        if self._admit is not None:
-            admitted = self._admit(obs.source, listener)
-            if admitted is None:
-                return
-            listener = admitted
         client_id = obs.client_id or f"log:{start}:{listener.ip}"
         # Its requests come after those of sessions that ended since: a slot none of them used
         # keeps them out of those visits.
@@ -425,14 +462,15 @@ class Sessionizer:
             )
         )
 
-    def _match(self, state: _Mount, obs: ListenerLeft, start: int) -> str:
-        """The client id of the session a log line describes; "" when none fits."""
+    def _match(self, state: _Mount, listener: Listener, start: int) -> str:
+        """The client id of the session a log line's (admitted) listener describes; "" when
+        none fits."""
         best, best_gap = "", START_TOLERANCE + 1
         candidates: list[Session] = [*state.sessions.values()]
         candidates += [gone.session for gone in state.gone.values()]
         candidates += [session for session, _ in state.recent.values()]
         for session in candidates:
-            if session.ip == obs.ip and session.user_agent == obs.user_agent:
+            if session.ip == listener.ip and session.user_agent == listener.user_agent:
                 gap = abs(session.started_at - start)
                 if gap < best_gap:
                     best, best_gap = session.client_id, gap
@@ -471,14 +509,17 @@ class Sessionizer:
             events.append(SessionStarted(session))
 
     def _take_slot(self, ip: str, user_agent: str) -> int:
-        slot = self._free_slot(ip, user_agent)
-        self._slots.setdefault((ip, user_agent), set()).add(slot)
+        pool = self._slots.setdefault((ip, user_agent), _SlotPool())
+        slot = pool.smallest()
+        pool.take(slot)
         return slot
 
     def _free_slot(self, ip: str, user_agent: str, taken: Collection[int] = ()) -> int:
-        used = self._slots.get((ip, user_agent), ())
+        pool = self._slots.get((ip, user_agent))
+        if pool is not None:
+            return pool.smallest(taken)
         slot = 0
-        while slot in used or slot in taken:
+        while slot in taken:
             slot += 1
         return slot
 

@@ -4,6 +4,10 @@ One SQLite file in WAL mode. Everything one poll cycle changes is written in one
 after a crash the file holds the state of the last complete cycle and the requests it produced;
 replaying from there yields the same sessions again. Outbox rows are deleted only once Matomo
 accepted them (at-least-once delivery).
+
+The visitor-id salts of rotation periods (`[privacy] salt_rotation`) are kept in `salts`; what
+`audimeter forget` deletes is chosen by `audimeter.privacy` and deleted here, from a connection
+that holds the file alone (`Store.open_exclusive`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +80,29 @@ CREATE TABLE IF NOT EXISTS imports (
     lines INTEGER NOT NULL,
     imported_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS salts (
+    period TEXT PRIMARY KEY,
+    salt TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
 class StoreError(Exception):
     """The state file cannot be opened or written; the message says what to do."""
+
+
+class StoreBusy(StoreError):
+    """Another process (`audimeter run`, `audimeter import`) has the state file open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """How many rows `Store.forget` deleted, per kind."""
+
+    sessions: int = 0
+    outbox: int = 0
+    dead_letters: int = 0
+    inbox: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +143,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
-            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if version is None:
-                db.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-                )
-            elif int(version[0]) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"state file {path} has schema version {version[0]}, this audimeter "
-                    f"understands {SCHEMA_VERSION}: use the matching audimeter version"
-                )
+            _prepare(db, path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"state file {path} cannot be used ({exc}); it was left untouched: move it "
@@ -139,6 +151,50 @@ class Store:
             ) from None
         except OSError as exc:
             raise StoreError(f"state file {path} cannot be created ({exc.strerror})") from None
+        return cls(db, path)
+
+    @classmethod
+    def open_exclusive(cls, path: Path, timeout: float = 2.0) -> Store:
+        """An existing state file, held by this connection alone until `close`.
+
+        Raises `StoreBusy` while another process has it open: `audimeter run` keeps its
+        connection for as long as it runs. The file is not created when missing.
+        """
+        try:
+            db = sqlite3.connect(
+                path.resolve().as_uri() + "?mode=rw",
+                uri=True,
+                isolation_level=None,
+                timeout=timeout,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"state file {path} cannot be opened ({exc})") from None
+        try:
+            # In WAL mode an exclusive locking mode takes the file for good at the first
+            # access, and cannot get it while another connection has the file open.
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("BEGIN EXCLUSIVE")
+            db.execute("COMMIT")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA secure_delete=ON")
+            _prepare(db, path)
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "locked" in str(
+                exc
+            ):
+                raise StoreBusy(
+                    f"state file {path} is in use by another process (is `audimeter run` or "
+                    "`audimeter import` running with it?): stop it, then try again"
+                ) from None
+            raise StoreError(f"state file {path} cannot be used ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"state file {path} cannot be used ({exc})") from None
+        except StoreError:
+            db.close()
+            raise
         return cls(db, path)
 
     def close(self) -> None:
@@ -168,6 +224,34 @@ class Store:
         with self._transaction() as db:
             db.execute("INSERT INTO meta(key, value) VALUES ('visitor_salt', ?)", (salt,))
         return salt
+
+    def period_salt(self, period: str) -> str:
+        """The visitor-id salt of a rotation period, generated on first use and kept until
+        `prune_salts` leaves it out."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO salts(period, salt) VALUES (?, ?)",
+                (period, secrets.token_hex(32)),
+            )
+            row = db.execute("SELECT salt FROM salts WHERE period=?", (period,)).fetchone()
+        return str(row[0])
+
+    def salt_periods(self) -> list[str]:
+        """The periods whose salts are kept, in order."""
+        return [str(row[0]) for row in self._db.execute("SELECT period FROM salts ORDER BY 1")]
+
+    def prune_salts(self, keep: Collection[str]) -> int:
+        """Delete the salts of every period but `keep`; returns how many were deleted."""
+        kept = list(keep)
+        marks = ",".join("?" * len(kept))
+        with self._transaction() as db:
+            cursor = db.execute(f"DELETE FROM salts WHERE period NOT IN ({marks})", kept)  # noqa: S608
+        return cursor.rowcount
+
+    def open_session_days(self) -> list[int]:
+        """The UTC days (unix time // 86400) in which the stored open sessions started."""
+        rows = self._db.execute("SELECT DISTINCT started_at / 86400 FROM sessions")
+        return [int(row[0]) for row in rows]
 
     # -- sessionizer state ----------------------------------------------------------------------
 
@@ -328,3 +412,66 @@ class Store:
             db.execute(
                 "INSERT INTO imports VALUES (?,?,?,?,?)", (file_key, source, path, lines, now)
             )
+
+    # -- forgetting a listener ------------------------------------------------------------------
+
+    def forget(
+        self,
+        *,
+        session_ip: Callable[[str], bool],
+        request: Callable[[str], bool],
+        notice: Callable[[str], bool],
+    ) -> Forgotten:
+        """Delete the open sessions whose address `session_ip` picks, the outbox requests and
+        dead letters whose payload `request` picks, and the inbox notices `notice` picks.
+
+        Meant for a store from `open_exclusive` (secure delete on). The file is then rebuilt
+        (VACUUM) and its write-ahead log emptied, so that no copy of a deleted row stays behind
+        in free pages, including rows deleted earlier without secure delete.
+        """
+        try:
+            sessions = [
+                (source, instance, mount, client_id)
+                for source, instance, mount, client_id, ip in self._db.execute(
+                    "SELECT source, instance, mount, client_id, ip FROM sessions"
+                )
+                if session_ip(ip)
+            ]
+            outbox = self._pick("outbox", request)
+            dead = self._pick("dead_letter", request)
+            inbox = self._pick("inbox", notice)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the state file {self.path} ({exc})") from None
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM sessions WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                sessions,
+            )
+            for table, ids in (("outbox", outbox), ("dead_letter", dead), ("inbox", inbox)):
+                db.executemany(f"DELETE FROM {table} WHERE id=?", [(i,) for i in ids])  # noqa: S608
+        try:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"the rows are deleted, but the state file {self.path} could not be compacted "
+                f"({exc}): copies of them may remain in its free space until it is"
+            ) from None
+        return Forgotten(len(sessions), len(outbox), len(dead), len(inbox))
+
+    def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:
+        rows = self._db.execute(f"SELECT id, payload FROM {table}")  # noqa: S608 (fixed names)
+        return [int(row_id) for row_id, payload in rows if wanted(str(payload))]
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Create the tables that are missing and check the schema version."""
+    db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+    version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if version is None:
+        db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    elif int(version[0]) != SCHEMA_VERSION:
+        raise StoreError(
+            f"state file {path} has schema version {version[0]}, this audimeter "
+            f"understands {SCHEMA_VERSION}: use the matching audimeter version"
+        )

@@ -15,13 +15,18 @@ session add up to its length. Where the server reports the query string the list
 and keyword on the start, and configured query parameters become custom dimensions.
 
 `cid` pins the visitor: a salted hash of the listener's address,
-player and slot (the slot separates identical listeners listening at the same time).
+player and slot (the slot separates identical listeners listening at the same time). The salt is
+a fixed string or, with `[privacy] salt_rotation`, the salt of the period the session started
+in (`audimeter.privacy.SaltBook`), so that every request of a session has the same `cid`.
+
+`cip` and `ua` carry the listener's address and player as `[privacy]` left them; when nothing is
+left of one ("") the parameter is not sent at all.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode
 
@@ -34,9 +39,14 @@ EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
 END_ACTION = "end"
 
+SaltSource = Callable[[int], str]
+"""The visitor-id salt for a session that started at the given unix time."""
 
-def visitor_id(salt: str, session: Session) -> str:
-    """16 hex characters, stable for a listener's address and player across sessions and days."""
+
+def visitor_id(salt: str | SaltSource, session: Session) -> str:
+    """16 hex characters, stable for a listener's address and player while the salt is."""
+    if not isinstance(salt, str):
+        salt = salt(session.started_at)
     material = "\x1f".join((salt, session.ip, session.user_agent, str(session.slot)))
     return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
@@ -60,11 +70,12 @@ class SiteMapping:
 class RequestMapper:
     def __init__(
         self,
-        salt: str,
+        salt: str | SaltSource,
         sites: dict[str, SiteMapping],
         default_site_id: int,
         dimensions: Mapping[str, int] | None = None,
     ) -> None:
+        """`salt`: one salt for good, or the salt for a session's start time."""
         self._salt = salt
         self._sites = sites
         self._dimensions = dict(dimensions or {})
@@ -87,9 +98,11 @@ class RequestMapper:
             "rec": "1",
             "apiv": "1",
             "cid": visitor_id(self._salt, session),
-            "cip": session.ip,
-            "ua": session.user_agent,
         }
+        if session.ip:
+            params["cip"] = session.ip
+        if session.user_agent:
+            params["ua"] = session.user_agent
         if site.stream_base_url:
             params["url"] = site.stream_base_url + session.mount
         query = parse_qs(session.query) if session.query else {}
