@@ -10,6 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+MAX_CONNECTED = 10 * 366 * 86400
+"""Longer than ten years connected is a server's bug (a zero or future start time)."""
+
 
 class Listener(NamedTuple):
     """One connected listener as a server lists it (a tuple: polls build many of them)."""

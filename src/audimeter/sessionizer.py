@@ -62,6 +62,7 @@ from audimeter.events import (
     SessionStarted,
 )
 from audimeter.observations import (
+    MAX_CONNECTED,
     Listener,
     ListenerJoined,
     ListenerLeft,
@@ -321,7 +322,7 @@ class Sessionizer:
                         ignored.add(client_id)
                         continue
                     listener = admitted
-                start = at - max(listener.connected, 0)
+                start = at - _plausible(listener.connected)
                 if not first_poll and start < last_seen:
                     start = last_seen
                 session = Session(
@@ -400,7 +401,7 @@ class Sessionizer:
     # -- exact ends and starts ------------------------------------------------------------------
 
     def _listener_left(self, obs: ListenerLeft, events: list[Event]) -> None:
-        start = obs.at - max(obs.duration, 0)
+        start = obs.at - _plausible(obs.duration)
         # Sessions hold listeners as `admit` left them (proxy resolved, [privacy] applied): a
         # log line is matched to them as admitted too. None: it would never have counted.
         heard = Listener(obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for)
@@ -567,3 +568,8 @@ def replay_session(
     previous = start + (end - start) // keepalive_interval * keepalive_interval
     events.append(SessionEnded(session, end, previous, reason))
     return events
+
+
+def _plausible(seconds: int) -> int:
+    """Seconds connected as reported, or 0 (just connected) when negative or absurd."""
+    return seconds if 0 <= seconds <= MAX_CONNECTED else 0

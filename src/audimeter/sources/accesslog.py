@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote_plus
 
+from audimeter.observations import MAX_CONNECTED
+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
@@ -129,23 +131,35 @@ def _icecast_end(day: str, hour: str, minute: str, second: str, zone: str) -> in
     return midnight + int(hour) * 3600 + int(minute) * 60 + int(second)
 
 
+def _count(text: str) -> int | None:
+    """A field of ASCII digits as a number, None for anything else or absurdly long."""
+    return int(text) if len(text) <= 18 and text.isascii() and text.isdigit() else None
+
+
+def _seconds(text: str) -> int | None:
+    """A duration field; longer than any real connection is a corrupt line."""
+    seconds = _count(text)
+    return seconds if seconds is not None and seconds <= MAX_CONNECTED else None
+
+
 def _icecast_entry(match: re.Match[str]) -> LogEntry | None:
     (ip, day, hour, minute, second, zone, method, path, status, sent, referrer, agent, stayed) = (
         match.groups()
     )
     end = _icecast_end(day, hour, minute, second, zone)
-    if end is None:
+    duration, sent_bytes = _seconds(stayed), _count(sent)
+    if end is None or duration is None or sent_bytes is None:
         return None
     if "?" in path:
         path = path.partition("?")[0]
     return LogEntry(
         ip,
         end,
-        int(stayed),
+        duration,
         method,
         path,
         int(status),
-        int(sent),
+        sent_bytes,
         "" if referrer == "-" else referrer,
         "" if agent == "-" else agent,
     )
@@ -211,10 +225,13 @@ def parse_shoutcast_line(line: str) -> LogEntry | None:
     sent, duration, _bitrate = parts[-3:]
     agent = parts[6] if len(parts) == 10 else " ".join(parts[6:-3])
     hms = _W3C_TIME.fullmatch(clock)
+    seconds, sent_bytes, code = _seconds(duration), _count(sent), _count(status)
     if (
         hms is None
         or _W3C_DATE.fullmatch(date) is None
-        or not (status.isdigit() and sent.isdigit() and duration.isdigit())
+        or seconds is None
+        or sent_bytes is None
+        or code is None
         or not uri.startswith("/")
     ):
         return None
@@ -227,11 +244,11 @@ def parse_shoutcast_line(line: str) -> LogEntry | None:
     return LogEntry(
         ip,
         base + minute * 60 + second,
-        int(duration),
+        seconds,
         "GET",
         uri.partition("?")[0],
-        int(status),
-        int(sent),
+        code,
+        sent_bytes,
         "",
         "" if agent == "-" else _decode(agent),
     )
