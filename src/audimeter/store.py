@@ -144,6 +144,12 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             _prepare(db, path)
+        except sqlite3.OperationalError as exc:
+            # Permissions, a read-only file system or a full disk: the file itself may be fine.
+            raise StoreError(
+                f"state file {path} cannot be opened for writing ({exc}); check its "
+                "permissions, those of its directory, and free space"
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"state file {path} cannot be used ({exc}); it was left untouched: move it "
@@ -255,24 +261,38 @@ class Store:
 
     # -- sessionizer state ----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read of the saved state; a damaged file becomes a `StoreError`, left untouched."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"state file {self.path} is damaged ({exc}); it was left untouched: move it "
+                "aside to start afresh, or restore a backup"
+            ) from None
+
     def load_mounts(self) -> list[MountRecord]:
-        rows = self._db.execute("SELECT source, instance, mount, last_seen FROM mounts")
-        return [MountRecord(*row) for row in rows]
+        with self._reading():
+            rows = self._db.execute("SELECT source, instance, mount, last_seen FROM mounts")
+            return [MountRecord(*row) for row in rows]
 
     def load_sessions(self) -> list[Session]:
-        rows = self._db.execute(
-            "SELECT source, instance, mount, client_id, ip, user_agent, referrer, started_at, slot,"
-            " query FROM sessions ORDER BY started_at"
-        )
-        return [Session(*row) for row in rows]
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT source, instance, mount, client_id, ip, user_agent, referrer,"
+                " started_at, slot, query FROM sessions ORDER BY started_at"
+            )
+            return [Session(*row) for row in rows]
 
     def load_gone(self) -> dict[tuple[str, str, str, str], int]:
         """Sessions waiting for their exact end, with their last sighting."""
-        rows = self._db.execute(
-            "SELECT source, instance, mount, client_id, gone_at FROM sessions"
-            " WHERE gone_at IS NOT NULL"
-        )
-        return {(row[0], row[1], row[2], row[3]): int(row[4]) for row in rows}
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT source, instance, mount, client_id, gone_at FROM sessions"
+                " WHERE gone_at IS NOT NULL"
+            )
+            return {(row[0], row[1], row[2], row[3]): int(row[4]) for row in rows}
 
     def commit(
         self,
