@@ -298,7 +298,7 @@ class Sessionizer:
         for client_id in [c for c in sessions if c not in present]:
             session = sessions.pop(client_id)
             if wait is None:
-                self._close(session, last_seen, EndReason.LEFT, events)
+                self._close(session, last_seen, last_seen, EndReason.LEFT, events)
             else:
                 self._release_slot(session)
                 state.gone[client_id] = _Gone(session, last_seen, at + wait)
@@ -357,29 +357,51 @@ class Sessionizer:
 
     def _end_all(self, state: _Mount, reason: EndReason, events: list[Event]) -> None:
         for session in state.sessions.values():
-            self._close(session, state.last_seen, reason, events)
+            self._close(session, state.last_seen, state.last_seen, reason, events)
         state.sessions = {}
+        for gone in state.gone.values():
+            self._close(
+                gone.session, gone.last_seen, gone.last_seen, reason, events, slot_held=False
+            )
+        state.gone = {}
 
     def _close(
         self,
         session: Session,
-        last_seen: int,
+        seen: int,
+        end: int,
         reason: EndReason,
         events: list[Event],
         *,
         slot_held: bool = True,
     ) -> None:
+        """End a session last sighted at `seen` at `end` (later when an exact notice says so).
+
+        An exact end may come after keep-alives fell due, or after `min_session` was reached,
+        since the last poll: those events come first, so that every session that ends has
+        started and its events add up to its length. It never ends before what was sent.
+        """
         start = session.started_at
-        end = max(last_seen, start)
+        interval = self._interval
+        seen = max(seen, start)
+        counted = seen - start >= self._min_session
+        previous = start + (seen - start) // interval * interval
+        end = max(end, previous if counted else start)
         if slot_held:
             self._release_slot(session)
         self._changes.append(SessionClosed(session))
         state = self._mounts.get((session.source, session.mount))
         if state is not None and session.source in self._exact_ends:
             state.recent[session.client_id] = (session, end)
-        if end - start >= self._min_session:
-            previous = start + (end - start) // self._interval * self._interval
-            events.append(SessionEnded(session, end, previous, reason))
+        if end - start < self._min_session:
+            return
+        if not counted:
+            events.append(SessionStarted(session))
+            previous = start
+        if previous + interval <= end:
+            _keep_alive(session, previous, end, interval, self._catchup, events)
+            previous = start + (end - start) // interval * interval
+        events.append(SessionEnded(session, end, previous, reason))
 
     def _release_slot(self, session: Session) -> None:
         identity = (session.ip, session.user_agent)
@@ -392,7 +414,14 @@ class Sessionizer:
         """End gone sessions whose wait is over at their last sighting; forget old endings."""
         for client_id in [c for c, g in state.gone.items() if g.deadline <= at]:
             gone = state.gone.pop(client_id)
-            self._close(gone.session, gone.last_seen, EndReason.LEFT, events, slot_held=False)
+            self._close(
+                gone.session,
+                gone.last_seen,
+                gone.last_seen,
+                EndReason.LEFT,
+                events,
+                slot_held=False,
+            )
         if state.recent:
             horizon = at - RECENT_SECONDS
             for client_id in [c for c, (_, end) in state.recent.items() if end < horizon]:
@@ -420,11 +449,13 @@ class Sessionizer:
                 return  # ended already: counted once
             session = candidate.sessions.pop(client_id, None)
             if session is not None:
-                self._close(session, obs.at, EndReason.LEFT, events)
+                self._close(session, candidate.last_seen, obs.at, EndReason.LEFT, events)
                 return
             gone = candidate.gone.pop(client_id, None)
             if gone is not None:
-                self._close(gone.session, obs.at, EndReason.LEFT, events, slot_held=False)
+                self._close(
+                    gone.session, gone.last_seen, obs.at, EndReason.LEFT, events, slot_held=False
+                )
                 return
         # Never seen by a poll: the whole session at once, if it is known where it listened.
         instance = self._instances.get(obs.source)
