@@ -144,6 +144,7 @@ batch_size = 7
 """
     path = tmp_path / "audimeter.toml"
     path.write_text(text + extra)
+    path.chmod(0o600)  # it holds token_auth: readable by the owner only, or audimeter warns
     return path
 
 
