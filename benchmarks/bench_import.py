@@ -36,11 +36,11 @@ from audimeter.config import parse_config
 from audimeter.importer import (
     Counts,
     QueryEncoder,
-    build_mapper,
     gc_paused,
     plan_lines,
     read_lines,
 )
+from audimeter.matomo.mapping import mapper_for
 from audimeter.store import Store
 
 TARGET = 100_000.0
@@ -293,7 +293,7 @@ def run_once(lines: list[str]) -> tuple[float, Counts, int]:
     config = parse_config(CONFIG)
     assert config.matomo is not None
     source = config.sources[0]
-    mapper = build_mapper(config, config.matomo, "0" * 64)
+    mapper = mapper_for(config, config.matomo, "0" * 64)
     counts = Counts()
     gc.collect()
     started = time.perf_counter()
@@ -322,7 +322,7 @@ def file_and_store(lines: list[str]) -> tuple[float, float, float]:
         reading = time.perf_counter() - started
         counts = Counts()
         store = Store.open(Path(tmp) / "state.db")
-        mapper = build_mapper(config, config.matomo, store.salt())
+        mapper = mapper_for(config, config.matomo, store.salt())
         started = time.perf_counter()
         with gc_paused():
             events = plan_lines(

@@ -47,7 +47,7 @@ from rich.text import Text
 
 from audimeter.config import Config, MatomoConfig, SourceConfig
 from audimeter.events import Event, Session, SessionKeptAlive, SessionStarted
-from audimeter.matomo.mapping import RequestMapper, SaltSource, SiteMapping, visitor_id
+from audimeter.matomo.mapping import RequestMapper, SaltSource, mapper_for, visitor_id
 from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.observations import Listener
 from audimeter.policy import ListenerPolicy
@@ -87,18 +87,6 @@ def require_matomo(config: Config) -> MatomoConfig:
             "(add one, or use --dry-run)"
         )
     return config.matomo
-
-
-def build_mapper(config: Config, matomo: MatomoConfig, salt: str | SaltSource) -> RequestMapper:
-    """The request mapper, built from the same settings as `audimeter run` builds it."""
-    return RequestMapper(
-        salt,
-        {
-            s.name: SiteMapping(s.site_id or matomo.site_id, s.stream_base_url, s.title, s.sites)
-            for s in config.sources
-        },
-        default_site_id=matomo.site_id,
-    )
 
 
 class QueryEncoder:
@@ -613,7 +601,7 @@ def run_import(
                 f"audimeter: dry run without a state file ({state}): "
                 "the visitor ids shown are not the ones a real import gives\n"
             )
-        mapper = build_mapper(config, matomo, salt) if matomo is not None else None
+        mapper = mapper_for(config, matomo, salt) if matomo is not None else None
         run = _Run(config, source, console, err, dry_run, store, salt, mapper)
         for path in _oldest_first(paths):
             run.import_file(path)

@@ -27,7 +27,7 @@ import httpx
 from audimeter import __version__
 from audimeter.config import Config, SourceConfig
 from audimeter.events import Event, SessionKeptAlive
-from audimeter.matomo.mapping import RequestMapper, SiteMapping
+from audimeter.matomo.mapping import RequestMapper, mapper_for
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import ListenerLeft, Observation, Tick
 from audimeter.policy import ListenerPolicy
@@ -266,17 +266,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
     async with contextlib.AsyncExitStack() as exit_stack:
         matomo = config.matomo
         if matomo is not None:
-            mapper = RequestMapper(
-                SaltBook.from_config(config, store),
-                {
-                    s.name: SiteMapping(
-                        s.site_id or matomo.site_id, s.stream_base_url, s.title, s.sites
-                    )
-                    for s in config.sources
-                },
-                default_site_id=matomo.site_id,
-                dimensions=matomo.dimensions,
-            )
+            mapper = mapper_for(config, matomo, SaltBook.from_config(config, store))
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})
             )

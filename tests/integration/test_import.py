@@ -23,13 +23,13 @@ from audimeter.importer import (
     Listen,
     QueryEncoder,
     assign_slots,
-    build_mapper,
     deliver,
     dry_run_line,
     file_key,
     plan_lines,
     read_lines,
 )
+from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import Backoff
 from audimeter.store import Store
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
@@ -326,7 +326,7 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     )
     kinds = {type(e) for e in events}
     assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
-    mapper = build_mapper(config, config.matomo, "salt")
+    mapper = mapper_for(config, config.matomo, "salt")
     encode = QueryEncoder(mapper)
     assert [encode(e) for e in events] == [mapper.query_string(e) for e in events]
     assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode
 
+from audimeter.config import Config, MatomoConfig
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
 
 DIMENSION_MAX = 250  # Matomo cuts custom dimension values there
@@ -135,3 +136,16 @@ class RequestMapper:
             "e_v": str(at - previous_at),
             "cdt": str(max(session.started_at, at - 1)),
         }
+
+
+def mapper_for(config: Config, matomo: MatomoConfig, salt: str | SaltSource) -> RequestMapper:
+    """The request mapper of a configuration, the same for `audimeter run` and `import`."""
+    return RequestMapper(
+        salt,
+        {
+            s.name: SiteMapping(s.site_id or matomo.site_id, s.stream_base_url, s.title, s.sites)
+            for s in config.sources
+        },
+        default_site_id=matomo.site_id,
+        dimensions=matomo.dimensions,
+    )
