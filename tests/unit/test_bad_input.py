@@ -19,8 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from audimeter.events import SessionKeptAlive, SessionStarted
-from audimeter.observations import Listener, ListenerList, ListenerTable, MountPolled, decode_all
+from audimeter.events import SessionKeptAlive
+from audimeter.observations import (
+    Listener,
+    ListenerLeft,
+    ListenerList,
+    ListenerTable,
+    MountPolled,
+    Observation,
+    Tick,
+    decode_all,
+)
 from audimeter.sessionizer import Sessionizer
 from audimeter.sources.accesslog import (
     LogEntry,
@@ -470,30 +479,19 @@ def _xml_fields(fields: Fields) -> Fields:
     return replace(fields, uid=fields.uid.strip(b'"'), connected=fields.connected.strip(b'"'))
 
 
-def clamped(listeners: list[Listener]) -> list[Listener]:
-    return [listener._replace(connected=max(listener.connected, 0)) for listener in listeners]
+def as_counted(listeners: list[Listener]) -> list[Listener]:
+    """Listeners as the sessionizer counts them: a negative or absurd Connected (Icecast's parser
+    passes it on, the SHOUTcast parsers do not) is just connected."""
+    return [
+        listener._replace(connected=0)
+        if not 0 <= listener.connected <= MAX_CONNECT_TIME
+        else listener
+        for listener in listeners
+    ]
 
 
-ABSURD_CONNECTED = pytest.mark.xfail(
-    strict=True,
-    reason="bug: icecast.py _decode keeps any Connected, while the SHOUTcast parsers treat over "
-    "MAX_CONNECT_TIME as just connected. The sessionizer then starts the session that far in the "
-    "past (before 1970 here) and _keep_alive emits one catch-up keep-alive per visit_length - 1 "
-    "s of it: ~6e8 events for Connected 10**12 (a hang, then out of memory), ~1e6 dated "
-    "around 1970 for a zero start time",
-)
-
-
-def absurd_cases() -> Iterator[object]:
-    for name, case in ABSURD.items():
-        for fmt in FORMATS:
-            marks = []
-            if fmt is ICECAST and case.fields.connected.isdigit() and case.icecast == just(0):
-                marks.append(ABSURD_CONNECTED)
-            yield pytest.param(fmt, case, id=f"{name}-{fmt.name}", marks=marks)
-
-
-@pytest.mark.parametrize(("fmt", "case"), list(absurd_cases()))
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+@pytest.mark.parametrize("case", ABSURD.values(), ids=ABSURD.keys())
 def test_absurd_values(fmt: Format, case: Absurd) -> None:
     if fmt is ICECAST:
         expected = case.icecast
@@ -502,8 +500,24 @@ def test_absurd_values(fmt: Format, case: Absurd) -> None:
     else:
         expected = case.dnas_xml
     fields = case.fields if fmt is DNAS2_JSON else _xml_fields(case.fields)
-    listeners = clamped(fmt.parse(document(fmt, fields)))
+    listeners = as_counted(fmt.parse(document(fmt, fields)))
     assert listeners == ([expected] if expected else []) + [GOOD]
+
+
+@pytest.mark.parametrize(
+    "connected", [-5, MAX_CONNECT_TIME + 1, 1_800_000_000, 10**12, 2**64 - 5], ids=str
+)
+def test_an_absurd_icecast_connected_starts_the_session_at_the_poll(connected: int) -> None:
+    """Icecast prints Connected as an unsigned now - connect time: a clock step back on its host
+    makes it about 2**64. Counted from then, the session would need a catch-up keep-alive for
+    every visit_length of 584 billion years."""
+    _, table = parse_listclients(document(ICECAST, Fields(connected=str(connected).encode())))
+    sessionizer = Sessionizer(keepalive_interval=120, outage_grace=120, catchup_gap=1799)
+    events = sessionizer.observe(MountPolled("main", 1_000_000, "i", "/live.mp3", table))
+    assert [(type(e).__name__, e.session.client_id, e.at) for e in events] == [
+        ("SessionStarted", "7", 1_000_000),
+        ("SessionStarted", "8", 999_995),
+    ]
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
@@ -526,16 +540,6 @@ def test_json_numbers_out_of_range() -> None:
         b"",
     )
     assert DNAS2_JSON.parse(body) == [Listener("3", IP, VLC, 0), GOOD]
-
-
-def test_a_negative_icecast_connected_starts_the_session_at_the_poll() -> None:
-    _, table = parse_listclients(document(ICECAST, Fields(connected=b"-5")))
-    sessionizer = Sessionizer(keepalive_interval=120, outage_grace=120)
-    events = sessionizer.observe(MountPolled("main", 1_000, "i", "/live.mp3", table))
-    assert [(e.session.client_id, e.at) for e in events if isinstance(e, SessionStarted)] == [
-        ("7", 1_000),
-        ("8", 995),
-    ]
 
 
 # -- encodings -----------------------------------------------------------------------------------
@@ -1025,3 +1029,51 @@ def test_log_lines_claiming_absurd_durations_are_refused(
 ) -> None:
     entry = scan(line)
     assert isinstance(entry, Skip) or entry.duration <= MAX_CONNECT_TIME
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='bug: Icecast 2.4.4 logs a user agent with each control character, !, ", '
+    "backslash, backquote and byte outside ASCII replaced by '.' (accesslog.py says so), but "
+    "sessionizer.py _match compares it with the polled user agent as is: the line matches no "
+    "session and _listener_left replays the connection as a second visit, while the polled "
+    "session ends 15 s later at its last sighting. Wanted: one session, ended by the line",
+)
+@pytest.mark.parametrize(
+    ("polled", "logged"),
+    [
+        ('Radio "Best" Player/2.0', "Radio .Best. Player/2.0"),
+        ("Lecteur Média/1.0", "Lecteur M..dia/1.0"),
+        ("Wow!Player/1.0", "Wow.Player/1.0"),
+    ],
+    ids=["quotes", "non-ascii", "exclamation mark"],
+)
+def test_a_log_line_with_a_mangled_user_agent_ends_its_session(polled: str, logged: str) -> None:
+    line = ICECAST_LINE.replace("VLC/3.0.18 LibVLC/3.0.18", logged).replace('" 3', '" 300')
+    entry = parse_icecast_line(line)
+    assert entry is not None
+    assert entry.user_agent == logged
+    start = entry.end - entry.duration
+    sessionizer = Sessionizer(keepalive_interval=120, outage_grace=120, exact_ends={"main": 15})
+    observations: list[Observation] = [
+        MountPolled(
+            "main", at, "i", "/live.mp3", ListenerList([Listener("1", IP, polled, at - start)])
+        )
+        for at in range(start + 5, entry.end, 10)
+    ]
+    observations += [
+        ListenerLeft(
+            "main", entry.end, entry.path, entry.duration, ip=entry.ip, user_agent=entry.user_agent
+        ),
+        MountPolled("main", entry.end + 5, "i", "/live.mp3", ListenerList([])),
+        Tick(entry.end + 100),
+    ]
+    events = [e for o in observations for e in sessionizer.observe(o)]
+    assert [
+        (type(e).__name__, e.session.client_id)
+        for e in events
+        if not isinstance(e, SessionKeptAlive)
+    ] == [
+        ("SessionStarted", "1"),
+        ("SessionEnded", "1"),
+    ]
