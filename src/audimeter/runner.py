@@ -124,6 +124,7 @@ class Pipeline:
             changes,
             self._sessionizer.mount_records(),
             outbox,
+            instances=self._sessionizer.instances(),
             consumed_inbox=consumed_inbox,
             log_positions=log_positions,
         )
@@ -149,6 +150,9 @@ def build_sessionizer(config: Config, store: Store) -> Sessionizer:
         mounts=store.load_mounts(),
         sessions=store.load_sessions(),
         gone=store.load_gone(),
+        remembered=store.load_remembered(),
+        instances=store.load_instances(),
+        resumed_at=int(time.time()),
     )
 
 

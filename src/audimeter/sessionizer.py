@@ -50,6 +50,7 @@ per poll down to one row per mount.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -107,7 +108,26 @@ class SessionGone:
     last_seen: int
 
 
-StateChange = SessionOpened | SessionClosed | SessionGone
+@dataclass(frozen=True, slots=True)
+class SessionRemembered:
+    """An ended session of a source with exact ends, kept for `RECENT_SECONDS` so that a late
+    notice of its end is recognised. `seen` is its last sighting by a poll (its start when it
+    was never polled); `exact` says the end came from a notice rather than from a poll."""
+
+    session: Session
+    end: int
+    seen: int
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionForgotten:
+    """A remembered session the store can drop."""
+
+    session: Session
+
+
+StateChange = SessionOpened | SessionClosed | SessionGone | SessionRemembered | SessionForgotten
 
 RECENT_SECONDS = 900
 """How long ended sessions are remembered, so that a late notice of their end is recognised."""
@@ -132,8 +152,12 @@ class _Mount:
     ignored: set[str] = field(default_factory=set)
     """Listed client ids that `admit` left out."""
     gone: dict[str, _Gone] = field(default_factory=dict)
-    recent: dict[str, tuple[Session, int]] = field(default_factory=dict)
-    """Ended sessions by client id, with their end, for `RECENT_SECONDS`."""
+    resumed_at: int = 0
+    """When audimeter started again with this mount restored: its outage counts from then."""
+
+
+_Recent = dict[str, dict[str, SessionRemembered]]
+"""Remembered sessions of one mount: server instance → client id → session, oldest first."""
 
 
 class _SlotPool:
@@ -187,9 +211,17 @@ class Sessionizer:
         mounts: Iterable[MountRecord] = (),
         sessions: Iterable[Session] = (),
         gone: Mapping[tuple[str, str, str, str], int] | None = None,
+        remembered: Iterable[SessionRemembered] = (),
+        instances: Mapping[str, str] | None = None,
+        resumed_at: int | None = None,
     ) -> None:
-        """`gone` maps stored sessions that were waiting for their exact end to their last
-        sighting; `exact_ends` maps sources with an exact end channel to how long to wait."""
+        """`exact_ends` maps sources with an exact end channel to how long to wait.
+
+        The rest restores what the store kept: `gone` maps sessions that were waiting for their
+        exact end to their last sighting, `instances` the server instance of each source.
+        `resumed_at` is when audimeter started again: outage graces and waits for exact ends
+        count from then, so that time audimeter was down does not end sessions by itself.
+        """
         if keepalive_interval < 1:
             raise ValueError("keepalive_interval must be at least 1 second")
         self._interval = keepalive_interval
@@ -201,13 +233,17 @@ class Sessionizer:
         self._grace = outage_grace
         self._source_graces = dict(source_graces or {})
         self._mounts: dict[tuple[str, str], _Mount] = {}
-        self._instances: dict[str, str] = {}
+        self._instances: dict[str, str] = dict(instances or {})
         self._slots: dict[tuple[str, str], _SlotPool] = {}
+        self._recent: dict[tuple[str, str], _Recent] = {}
+        """Ended sessions of sources with exact ends, by (source, mount); they outlive the
+        mount and the server instance, whose late notices they are there for."""
+        resumed = resumed_at or 0
         for record in mounts:
             self._mounts[(record.source, record.mount)] = _Mount(
-                record.source, record.instance, record.mount, record.last_seen
+                record.source, record.instance, record.mount, record.last_seen, resumed_at=resumed
             )
-            self._instances[record.source] = record.instance
+            self._instances.setdefault(record.source, record.instance)
         for session in sessions:
             state = self._mounts.get((session.source, session.mount))
             if state is None or state.instance != session.instance:
@@ -220,8 +256,10 @@ class Sessionizer:
                 identity = (session.ip, session.user_agent)
                 self._slots.setdefault(identity, _SlotPool()).take(session.slot)
             else:
-                deadline = last_seen + self._exact_ends.get(session.source, 0)
+                deadline = max(last_seen, resumed) + self._exact_ends.get(session.source, 0)
                 state.gone[session.client_id] = _Gone(session, last_seen, deadline)
+        for entry in sorted(remembered, key=lambda entry: entry.end):
+            self._remember(entry, store=False)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -243,6 +281,10 @@ class Sessionizer:
             MountRecord(m.source, m.instance, m.mount, m.last_seen) for m in self._mounts.values()
         ]
 
+    def instances(self) -> dict[str, str]:
+        """The server instance of each source seen, for the store."""
+        return dict(self._instances)
+
     # -- transitions ---------------------------------------------------------------------------
 
     def observe(self, observation: Observation) -> list[Event]:
@@ -263,9 +305,12 @@ class Sessionizer:
         elif isinstance(observation, Tick):
             for state in self._mounts.values():
                 grace = self._source_graces.get(state.source, self._grace)
-                if state.sessions and observation.at - state.last_seen > grace:
+                silent_since = max(state.last_seen, state.resumed_at)
+                if state.sessions and observation.at - silent_since > grace:
                     self._end_all(state, EndReason.SOURCE_LOST, events)
                 self._expire(state, observation.at, events)
+            for key in list(self._recent):
+                self._forget(key, observation.at)
         return events
 
     def _check_instance(self, source: str, instance: str, events: list[Event]) -> None:
@@ -307,14 +352,24 @@ class Sessionizer:
         ignored = state.ignored
         if ignored:
             ignored.intersection_update(present)
+        recent = self._recent.get(key, {}).get(obs.instance, {})
 
         interval = self._interval
         min_session = self._min_session
-        for index, client_id in enumerate(client_ids):
+        listed: Iterable[tuple[int, str]] = enumerate(client_ids)
+        if len(present) != len(client_ids):  # a broken listing names a client twice: once counts
+            first: dict[str, int] = {}
+            for index, client_id in enumerate(client_ids):
+                first.setdefault(client_id, index)
+            listed = sorted((index, client_id) for client_id, index in first.items())
+        for index, client_id in listed:
             known = sessions.get(client_id)
             if known is None:
-                if client_id in ignored or client_id in state.gone or client_id in state.recent:
-                    continue  # left out, or ended by an exact notice before the server noticed
+                if client_id in ignored or client_id in state.gone:
+                    continue  # left out, or waiting for its exact end
+                ended = recent.get(client_id)
+                if ended is not None and ended.exact:
+                    continue  # ended by an exact notice before the server noticed
                 listener = table.details(index)
                 if self._admit is not None:
                     admitted = self._admit(obs.source, listener)
@@ -374,6 +429,7 @@ class Sessionizer:
         events: list[Event],
         *,
         slot_held: bool = True,
+        exact: bool = False,
     ) -> None:
         """End a session last sighted at `seen` at `end` (later when an exact notice says so).
 
@@ -390,9 +446,8 @@ class Sessionizer:
         if slot_held:
             self._release_slot(session)
         self._changes.append(SessionClosed(session))
-        state = self._mounts.get((session.source, session.mount))
-        if state is not None and session.source in self._exact_ends:
-            state.recent[session.client_id] = (session, end)
+        if session.source in self._exact_ends:
+            self._remember(SessionRemembered(session, end, seen, exact))
         if end - start < self._min_session:
             return
         if not counted:
@@ -411,7 +466,7 @@ class Sessionizer:
             del self._slots[identity]
 
     def _expire(self, state: _Mount, at: int, events: list[Event]) -> None:
-        """End gone sessions whose wait is over at their last sighting; forget old endings."""
+        """End gone sessions whose wait is over at their last sighting."""
         for client_id in [c for c, g in state.gone.items() if g.deadline <= at]:
             gone = state.gone.pop(client_id)
             self._close(
@@ -422,10 +477,35 @@ class Sessionizer:
                 events,
                 slot_held=False,
             )
-        if state.recent:
-            horizon = at - RECENT_SECONDS
-            for client_id in [c for c, (_, end) in state.recent.items() if end < horizon]:
-                del state.recent[client_id]
+
+    def _remember(self, entry: SessionRemembered, *, store: bool = True) -> None:
+        session = entry.session
+        instances = self._recent.setdefault((session.source, session.mount), {})
+        entries = instances.setdefault(session.instance, {})
+        entries.pop(session.client_id, None)  # to the end, so that the oldest come first
+        entries[session.client_id] = entry
+        if store:
+            self._changes.append(entry)
+
+    def _forget(self, key: tuple[str, str], at: int) -> None:
+        """Drop remembered sessions of a mount that ended more than `RECENT_SECONDS` ago."""
+        state = self._mounts.get(key)
+        # While a server is silent, notices of its listeners may still come (its log is read
+        # on): they are remembered for that long after its last poll.
+        horizon = (at if state is None else min(at, state.last_seen)) - RECENT_SECONDS
+        instances = self._recent[key]
+        for instance in list(instances):
+            entries = instances[instance]
+            while entries:
+                client_id, entry = next(iter(entries.items()))
+                if entry.end >= horizon:
+                    break  # ends come nearly in order: the few late ones go a little later
+                del entries[client_id]
+                self._changes.append(SessionForgotten(entry.session))
+            if not entries:
+                del instances[instance]
+        if not instances:
+            del self._recent[key]
 
     # -- exact ends and starts ------------------------------------------------------------------
 
@@ -436,26 +516,15 @@ class Sessionizer:
         heard = Listener(obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for)
         listener = heard if self._admit is None else self._admit(obs.source, heard)
         if obs.mount:
+            mounts = [obs.mount]
             state = self._mounts.get((obs.source, obs.mount))
-            states = [state] if state is not None else []
         else:  # a log that does not name the stream (SHOUTcast 2's W3C log): any of the source's
             states = [s for s in self._mounts.values() if s.source == obs.source]
             state = states[0] if len(states) == 1 else None
-        for candidate in states:
-            client_id = obs.client_id or (
-                self._match(candidate, listener, start) if listener is not None else ""
-            )
-            if client_id in candidate.recent:
-                return  # ended already: counted once
-            session = candidate.sessions.pop(client_id, None)
-            if session is not None:
-                self._close(session, candidate.last_seen, obs.at, EndReason.LEFT, events)
-                return
-            gone = candidate.gone.pop(client_id, None)
-            if gone is not None:
-                self._close(
-                    gone.session, gone.last_seen, obs.at, EndReason.LEFT, events, slot_held=False
-                )
+            known = itertools.chain(self._mounts, self._recent)
+            mounts = sorted({mount for source, mount in known if source == obs.source})
+        for mount in mounts:
+            if self._end_exactly(obs, mount, listener, start, events):
                 return
         # Never seen by a poll: the whole session at once, if it is known where it listened.
         instance = self._instances.get(obs.source)
@@ -465,11 +534,12 @@ class Sessionizer:
         client_id = obs.client_id or f"log:{start}:{listener.ip}"
         # Its requests come after those of sessions that ended since: a slot none of them used
         # keeps them out of those visits.
-        taken: set[int] = set()
+        identity = (listener.ip, listener.user_agent)
+        remembered = self._recent.get((obs.source, mount), {}).get(instance, {})
+        ended = [entry.session for entry in remembered.values()]
         if state is not None:
-            ended = [g.session for g in state.gone.values()] + [s for s, _ in state.recent.values()]
-            identity = (listener.ip, listener.user_agent)
-            taken = {s.slot for s in ended if (s.ip, s.user_agent) == identity}
+            ended += [g.session for g in state.gone.values()]
+        taken = {s.slot for s in ended if (s.ip, s.user_agent) == identity}
         session = Session(
             obs.source,
             instance,
@@ -482,8 +552,7 @@ class Sessionizer:
             self._free_slot(listener.ip, listener.user_agent, taken),
             obs.query,
         )
-        if state is not None:
-            state.recent[client_id] = (session, obs.at)
+        self._remember(SessionRemembered(session, obs.at, start, exact=True))
         events.extend(
             replay_session(
                 session,
@@ -494,26 +563,78 @@ class Sessionizer:
             )
         )
 
-    def _match(self, state: _Mount, listener: Listener, start: int) -> str:
-        """The client id of the session a log line's (admitted) listener describes; "" when
-        none fits."""
-        best, best_gap = "", START_TOLERANCE + 1
-        candidates: list[Session] = [*state.sessions.values()]
-        candidates += [gone.session for gone in state.gone.values()]
-        candidates += [session for session, _ in state.recent.values()]
-        for session in candidates:
-            if session.ip == listener.ip and session.user_agent == listener.user_agent:
-                gap = abs(session.started_at - start)
-                if gap < best_gap:
-                    best, best_gap = session.client_id, gap
-        return best
+    def _end_exactly(
+        self,
+        obs: ListenerLeft,
+        mount: str,
+        listener: Listener | None,
+        start: int,
+        events: list[Event],
+    ) -> bool:
+        """End the session of `mount` that an exact notice describes; False if it has none.
+
+        True also when that session ended already: a notice never counts a session twice.
+        """
+        key = (obs.source, mount)
+        state = self._mounts.get(key)
+        recent = self._recent.get(key, {})
+        if obs.client_id:
+            if state is not None and self._end_live(state, obs.client_id, obs.at, events):
+                return True
+            for instance, entries in recent.items():
+                entry = entries.get(obs.client_id)
+                if entry is None:
+                    continue
+                # Client ids start again with the server: one of an earlier instance must also
+                # have started when the notice says.
+                current = state is not None and instance == state.instance
+                if current or abs(entry.session.started_at - start) <= START_TOLERANCE:
+                    return True
+            return False
+        if listener is None:
+            return False
+        match = _match(state, recent, listener, start, obs.at)
+        if match is None:
+            return False
+        if isinstance(match, SessionRemembered):
+            # Ended at its last sighting (an outage, a wait without notice), and listed again
+            # since: the notice ends the session that carried on.
+            if not match.exact and state is not None and match.session.instance == state.instance:
+                self._end_live(state, match.session.client_id, obs.at, events)
+            return True
+        assert state is not None
+        session = match if isinstance(match, Session) else match.session
+        self._end_live(state, session.client_id, obs.at, events)
+        return True
+
+    def _end_live(self, state: _Mount, client_id: str, at: int, events: list[Event]) -> bool:
+        """End an open or gone session of `state` at `at`, exactly; False if there is none."""
+        session = state.sessions.pop(client_id, None)
+        if session is not None:
+            self._close(session, state.last_seen, at, EndReason.LEFT, events, exact=True)
+            return True
+        gone = state.gone.pop(client_id, None)
+        if gone is not None:
+            self._close(
+                gone.session,
+                gone.last_seen,
+                at,
+                EndReason.LEFT,
+                events,
+                slot_held=False,
+                exact=True,
+            )
+            return True
+        return False
 
     def _listener_joined(self, obs: ListenerJoined, events: list[Event]) -> None:
         state = self._mounts.get((obs.source, obs.mount))
-        if state is None or obs.client_id in state.sessions or obs.client_id in state.recent:
+        if state is None or obs.client_id in state.sessions:
             return  # an unpolled mount waits for its first poll, which lists everyone
         if obs.client_id in state.ignored or obs.client_id in state.gone:
             return
+        if obs.client_id in self._recent.get((obs.source, obs.mount), {}).get(state.instance, {}):
+            return  # ended already: a late notice
         listener = Listener(
             obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
         )
@@ -554,6 +675,43 @@ class Sessionizer:
         while slot in taken:
             slot += 1
         return slot
+
+
+def _match(
+    state: _Mount | None, recent: _Recent, listener: Listener, start: int, end: int
+) -> Session | _Gone | SessionRemembered | None:
+    """The session of a mount that a log line's (admitted) listener describes, open, gone or
+    remembered; None when none fits.
+
+    It has the line's address and player and started within `START_TOLERANCE` of the line's
+    start; and the server did not list it after the line's end, which tells a connection from
+    a look-alike (the same player at the same address) that came and went between two polls.
+    """
+    best: Session | _Gone | SessionRemembered | None = None
+    best_gap = START_TOLERANCE + 1
+    latest = end + START_TOLERANCE
+    ip, user_agent = listener.ip, listener.user_agent
+    if state is not None:
+        if state.last_seen <= latest:  # every open session was listed at the last poll
+            for session in state.sessions.values():
+                if session.ip == ip and session.user_agent == user_agent:
+                    gap = abs(session.started_at - start)
+                    if gap < best_gap:
+                        best, best_gap = session, gap
+        for gone in state.gone.values():
+            session = gone.session
+            if gone.last_seen <= latest and session.ip == ip and session.user_agent == user_agent:
+                gap = abs(session.started_at - start)
+                if gap < best_gap:
+                    best, best_gap = gone, gap
+    for entries in recent.values():
+        for entry in entries.values():
+            session = entry.session
+            if entry.seen <= latest and session.ip == ip and session.user_agent == user_agent:
+                gap = abs(session.started_at - start)
+                if gap < best_gap:
+                    best, best_gap = entry, gap
+    return best
 
 
 def _keep_alive(

@@ -16,14 +16,25 @@ import contextlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from audimeter.events import Session
-from audimeter.sessionizer import MountRecord, SessionGone, SessionOpened, StateChange
+from audimeter.sessionizer import (
+    MountRecord,
+    SessionClosed,
+    SessionForgotten,
+    SessionGone,
+    SessionOpened,
+    SessionRemembered,
+    StateChange,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UPGRADABLE = {1}
+"""Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
+which the schema script creates when they are missing."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -43,6 +54,26 @@ CREATE TABLE IF NOT EXISTS sessions (
     query TEXT NOT NULL,
     gone_at INTEGER,
     PRIMARY KEY (source, instance, mount, client_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ended (
+    source TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    mount TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    query TEXT NOT NULL,
+    ended_at INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL,
+    exact INTEGER NOT NULL,
+    PRIMARY KEY (source, instance, mount, client_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS instances (
+    source TEXT PRIMARY KEY,
+    instance TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mounts (
     source TEXT NOT NULL,
@@ -285,6 +316,24 @@ class Store:
             )
             return [Session(*row) for row in rows]
 
+    def load_remembered(self) -> list[SessionRemembered]:
+        """Ended sessions kept so that a late notice of their end is recognised."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT source, instance, mount, client_id, ip, user_agent, referrer,"
+                " started_at, slot, query, ended_at, seen_at, exact FROM ended"
+            )
+            return [
+                SessionRemembered(Session(*row[:10]), int(row[10]), int(row[11]), bool(row[12]))
+                for row in rows
+            ]
+
+    def load_instances(self) -> dict[str, str]:
+        """The server instance last seen for each source."""
+        with self._reading():
+            rows = self._db.execute("SELECT source, instance FROM instances")
+            return {str(source): str(instance) for source, instance in rows}
+
     def load_gone(self) -> dict[tuple[str, str, str, str], int]:
         """Sessions waiting for their exact end, with their last sighting."""
         with self._reading():
@@ -300,10 +349,12 @@ class Store:
         mounts: Iterable[MountRecord],
         outbox: Sequence[str],
         *,
+        instances: Mapping[str, str] | None = None,
         consumed_inbox: Sequence[int] = (),
         log_positions: Sequence[LogPosition] = (),
     ) -> None:
-        """Write one step's outcome atomically: session changes, mount times, new requests.
+        """Write one step's outcome atomically: session changes, mount times, new requests
+        (and the server instance of each source, when given).
 
         `consumed_inbox` are the inbox rows this step turned into observations, and
         `log_positions` how far log files were read for it: both move with the step's outcome.
@@ -334,9 +385,31 @@ class Store:
                         " WHERE source=? AND instance=? AND mount=? AND client_id=?",
                         (change.last_seen, *s.key),
                     )
-                else:
+                elif isinstance(change, SessionClosed):
                     self._db.execute(
                         "DELETE FROM sessions"
+                        " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                        s.key,
+                    )
+                elif isinstance(change, SessionRemembered):
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO ended VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            *s.key,
+                            s.ip,
+                            s.user_agent,
+                            s.referrer,
+                            s.started_at,
+                            s.slot,
+                            s.query,
+                            change.end,
+                            change.seen,
+                            int(change.exact),
+                        ),
+                    )
+                elif isinstance(change, SessionForgotten):
+                    self._db.execute(
+                        "DELETE FROM ended"
                         " WHERE source=? AND instance=? AND mount=? AND client_id=?",
                         s.key,
                     )
@@ -345,6 +418,9 @@ class Store:
                 "INSERT INTO mounts(source, instance, mount, last_seen) VALUES (?,?,?,?)",
                 [(m.source, m.instance, m.mount, m.last_seen) for m in mounts],
             )
+            if instances is not None:
+                self._db.execute("DELETE FROM instances")
+                self._db.executemany("INSERT INTO instances VALUES (?,?)", instances.items())
             self._db.executemany(
                 "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
                 [(payload, now) for payload in outbox],
@@ -442,7 +518,8 @@ class Store:
         request: Callable[[str], bool],
         notice: Callable[[str], bool],
     ) -> Forgotten:
-        """Delete the open sessions whose address `session_ip` picks, the outbox requests and
+        """Delete the sessions (open, or ended and kept for a while) whose address `session_ip`
+        picks, the outbox requests and
         dead letters whose payload `request` picks, and the inbox notices `notice` picks.
 
         Meant for a store from `open_exclusive` (secure delete on). The file is then rebuilt
@@ -450,23 +527,28 @@ class Store:
         in free pages, including rows deleted earlier without secure delete.
         """
         try:
-            sessions = [
-                (source, instance, mount, client_id)
-                for source, instance, mount, client_id, ip in self._db.execute(
-                    "SELECT source, instance, mount, client_id, ip FROM sessions"
-                )
-                if session_ip(ip)
-            ]
+            picked = {
+                table: [
+                    (source, instance, mount, client_id)
+                    for source, instance, mount, client_id, ip in self._db.execute(
+                        f"SELECT source, instance, mount, client_id, ip FROM {table}"  # noqa: S608
+                    )
+                    if session_ip(ip)
+                ]
+                for table in ("sessions", "ended")
+            }
             outbox = self._pick("outbox", request)
             dead = self._pick("dead_letter", request)
             inbox = self._pick("inbox", notice)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the state file {self.path} ({exc})") from None
         with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM sessions WHERE source=? AND instance=? AND mount=? AND client_id=?",
-                sessions,
-            )
+            for table, keys in picked.items():
+                db.executemany(
+                    f"DELETE FROM {table}"  # noqa: S608 (fixed names)
+                    " WHERE source=? AND instance=? AND mount=? AND client_id=?",
+                    keys,
+                )
             for table, ids in (("outbox", outbox), ("dead_letter", dead), ("inbox", inbox)):
                 db.executemany(f"DELETE FROM {table} WHERE id=?", [(i,) for i in ids])  # noqa: S608
         try:
@@ -477,7 +559,8 @@ class Store:
                 f"the rows are deleted, but the state file {self.path} could not be compacted "
                 f"({exc}): copies of them may remain in its free space until it is"
             ) from None
-        return Forgotten(len(sessions), len(outbox), len(dead), len(inbox))
+        sessions = len(picked["sessions"]) + len(picked["ended"])
+        return Forgotten(sessions, len(outbox), len(dead), len(inbox))
 
     def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:
         rows = self._db.execute(f"SELECT id, payload FROM {table}")  # noqa: S608 (fixed names)
@@ -488,8 +571,11 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
     """Create the tables that are missing and check the schema version."""
     db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
     version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    if version is None:
-        db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+    if version is None or int(version[0]) in UPGRADABLE:
+        db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+            (SCHEMA_VERSION,),
+        )
     elif int(version[0]) != SCHEMA_VERSION:
         raise StoreError(
             f"state file {path} has schema version {version[0]}, this audimeter "

@@ -522,7 +522,7 @@ def test_an_absurd_icecast_connected_starts_the_session_at_the_poll(connected: i
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
 def test_duplicate_ids_are_passed_on(fmt: Format) -> None:
-    """Both listeners come out under one id; the sessionizer must cope (it does not, see
+    """Both listeners come out under one id; the sessionizer counts it once (see
     test_a_duplicate_id_in_a_listing_is_kept_alive_once)."""
     body = fmt.render([Fields(uid=b"8"), GOOD_FIELDS], fmt.declaration)
     assert fmt.parse(body) == [Listener("8", IP, VLC, 5), GOOD]
@@ -714,12 +714,6 @@ def test_icecast_ids_match_their_listeners(first: bytes, second: bytes) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sessionizer.py _mount_polled handles a client id once per occurrence in the "
-    "listing, so an id listed twice (a server bug, or DNAS uids 7 and 007) gets every "
-    "keep-alive twice and the e_v of the session add up to more than its length",
-)
 def test_a_duplicate_id_in_a_listing_is_kept_alive_once() -> None:
     sessionizer = Sessionizer(keepalive_interval=120, outage_grace=120)
     events = []

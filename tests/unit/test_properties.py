@@ -18,10 +18,11 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -38,12 +39,7 @@ from audimeter.observations import (
     decode_all,
 )
 from audimeter.sessionizer import (
-    MountRecord,
-    SessionClosed,
-    SessionGone,
     Sessionizer,
-    SessionOpened,
-    StateChange,
 )
 from audimeter.sources.icecast import parse_listclients
 from audimeter.sources.shoutcast import (
@@ -52,6 +48,7 @@ from audimeter.sources.shoutcast import (
     parse_dnas2_listeners_json,
     parse_dnas2_listeners_xml,
 )
+from audimeter.store import Store
 
 PARSERS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 HISTORIES = settings(
@@ -314,12 +311,8 @@ class Options:
     """Seconds a missing session waits for its exact end; None: no exact ends."""
     admit: bool
 
-    def sessionizer(
-        self,
-        mounts: Iterable[MountRecord] = (),
-        sessions: Iterable[Session] = (),
-        gone: dict[tuple[str, str, str, str], int] | None = None,
-    ) -> Sessionizer:
+    def sessionizer(self, store: Store | None = None) -> Sessionizer:
+        """A new sessionizer, or one that resumes from what `store` kept."""
         return Sessionizer(
             keepalive_interval=self.keepalive_interval,
             outage_grace=self.outage_grace,
@@ -327,9 +320,11 @@ class Options:
             min_session=self.min_session,
             admit=admit if self.admit else None,
             exact_ends=None if self.exact_wait is None else {SOURCE: self.exact_wait},
-            mounts=mounts,
-            sessions=sessions,
-            gone=gone,
+            mounts=store.load_mounts() if store else (),
+            sessions=store.load_sessions() if store else (),
+            gone=store.load_gone() if store else None,
+            remembered=store.load_remembered() if store else (),
+            instances=store.load_instances() if store else None,
         )
 
 
@@ -610,13 +605,8 @@ def test_sessions_from_polls_alone(history: History) -> None:
     check_requests(events)
 
 
-EXACT_ENDS = {"exact": True, "prompt": True, "lookalikes": False, "outages": False}
-"""Exact ends, leaving out what the xfail examples below show to fail: notices that arrive
-after the next poll, look-alike listeners, outages longer than the grace."""
-
-
 @HISTORIES
-@given(histories(**EXACT_ENDS))
+@given(histories(exact=True))
 def test_sessions_with_exact_ends(history: History) -> None:
     events = run(history)
     check_sessions(events)
@@ -626,42 +616,18 @@ def test_sessions_with_exact_ends(history: History) -> None:
 # -- resuming from the store ---------------------------------------------------------------------
 
 
-class Stored:
-    """What the store keeps of the sessionizer, maintained from `take_changes()` as
-    `Store.commit` does, and loaded back as `load_sessions` (by start) and `load_gone` do."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[tuple[str, str, str, str], Session] = {}
-        self.gone: dict[tuple[str, str, str, str], int] = {}
-
-    def apply(self, changes: Sequence[StateChange]) -> None:
-        for change in changes:
-            key = change.session.key
-            if isinstance(change, SessionOpened):
-                self.sessions.pop(key, None)  # INSERT OR REPLACE: a new row
-                self.sessions[key] = change.session
-                self.gone.pop(key, None)
-            elif isinstance(change, SessionGone):
-                if key in self.sessions:
-                    self.gone[key] = change.last_seen
-            elif isinstance(change, SessionClosed):
-                self.sessions.pop(key, None)
-                self.gone.pop(key, None)
-
-    def loaded(self) -> list[Session]:
-        return sorted(self.sessions.values(), key=lambda session: session.started_at)
-
-
 def resumed(history: History, cut: int) -> list[list[Event]]:
     """The events of each observation, with audimeter restarted before observation `cut`."""
     first = history.options.sessionizer()
-    stored = Stored()
+    store = Store.open(Path(":memory:"))
     out = []
     for observation in history.observations[:cut]:
         out.append(first.observe(observation))
-        stored.apply(first.take_changes())
-    second = history.options.sessionizer(first.mount_records(), stored.loaded(), stored.gone)
+        changes = first.take_changes()
+        store.commit(changes, first.mount_records(), [], instances=first.instances())
+    second = history.options.sessionizer(store)
     out += [second.observe(observation) for observation in history.observations[cut:]]
+    store.close()
     return out
 
 
@@ -695,23 +661,10 @@ def test_a_restart_changes_nothing(history: History, data: st.DataObject) -> Non
     assert same_events(resumed(history, cut), events_per_observation(history))
 
 
-def instance_only_in_memory(history: History, cut: int) -> bool:
-    """Whether at `cut` the sessionizer knows the server instance but no mount to store it with
-    (see test_a_restart_before_the_first_listing_keeps_the_server_instance)."""
-    sessionizer = history.options.sessionizer()
-    for observation in history.observations[:cut]:
-        sessionizer.observe(observation)
-    return not sessionizer.mount_records() and sessionizer.instance_of(SOURCE) is not None
-
-
 @HISTORIES
-@given(history=histories(**EXACT_ENDS, mounts_vanish=False), data=st.data())
+@given(history=histories(exact=True), data=st.data())
 def test_a_restart_changes_nothing_with_exact_ends(history: History, data: st.DataObject) -> None:
-    """Without server restarts: a restarted Icecast hands out its client ids again, and a
-    sessionizer that has not seen the restart yet takes a new listener's exact end for a repeat
-    of an old one's (in `recent`), which a sessionizer restarted meanwhile does not remember."""
     cut = data.draw(st.integers(0, len(history.observations)), label="cut")
-    assume(not instance_only_in_memory(history, cut))
     assert same_events(resumed(history, cut), events_per_observation(history))
 
 
@@ -803,7 +756,7 @@ def test_an_exact_end_after_a_keepalive_fell_due_sends_it_first(gone_first: bool
 )
 def test_a_session_waiting_for_its_exact_end_ends_with_its_mount(then: SourceSeen) -> None:
     sessionizer = exact()
-    stored = Stored()
+    store = Store.open(Path(":memory:"))
     events = []
     history: list[Observation] = [
         polled(T0, ("1", T0 - 100)),
@@ -813,17 +766,10 @@ def test_a_session_waiting_for_its_exact_end_ends_with_its_mount(then: SourceSee
     ]
     for observation in history:
         events += sessionizer.observe(observation)
-        stored.apply(sessionizer.take_changes())
+        store.commit(sessionizer.take_changes(), sessionizer.mount_records(), [])
     check_sessions(events)
-    assert stored.sessions == {}
-    Sessionizer(
-        keepalive_interval=120,
-        outage_grace=120,
-        exact_ends={SOURCE: 15},
-        mounts=sessionizer.mount_records(),
-        sessions=stored.loaded(),
-        gone=stored.gone,
-    )
+    assert store.load_sessions() == []
+    assert store.load_gone() == {}
 
 
 def test_an_exact_end_before_the_last_sighting_ends_at_what_was_sent() -> None:
@@ -835,14 +781,6 @@ def test_an_exact_end_before_the_last_sighting_ends_at_what_was_sent() -> None:
     assert events[-1].at == T0 + 120
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sessionizer.py _match takes any open session of the same address and player "
-    "that started within 3 s, even one the server listed after the line's end: the log line of "
-    "a short look-alike connection never polled (a player's probe, a second tab), read after "
-    "a poll, ends the other listener's session in the past (before events already sent), and "
-    "that listener, still listed, is then ignored for RECENT_SECONDS (its id is in `recent`)",
-)
 def test_a_log_line_of_an_unpolled_lookalike_does_not_end_a_listed_session() -> None:
     history = [
         *every(10, T0 + 10, T0 + 130, ("1", T0)),  # listener 2 came at T0 + 1 and left at T0 + 3
@@ -857,13 +795,6 @@ def test_a_log_line_of_an_unpolled_lookalike_does_not_end_a_listed_session() -> 
     assert [e.at for e in ends] == [T0 + 300]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with exact ends, sessions ended by the outage grace (SOURCE_LOST) go into "
-    "`recent`, and _mount_polled skips listed ids found there: listeners still connected when "
-    "the server answers again are not counted for RECENT_SECONDS (15 min); without exact ends "
-    "they start again at once",
-)
 def test_listeners_still_there_after_an_outage_are_counted_again() -> None:
     history = [
         *every(10, T0, T0 + 100, ("1", T0)),
@@ -878,13 +809,6 @@ def busy(sessions: Sequence[list[Event]]) -> list[tuple[int, int]]:
     return sorted((own[0].session.started_at, own[-1].at) for own in sessions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after an outage longer than RECENT_SECONDS, a listener who stayed gets a new "
-    "session whose start is clamped to the last poll before the outage, so the access-log "
-    "line of its departure (start = its real connect time) matches nothing and "
-    "_listener_left replays the whole connection as a third, overlapping visit",
-)
 def test_a_listener_who_stayed_through_a_long_outage_is_not_counted_twice() -> None:
     history = [
         *every(10, T0, T0 + 100, ("1", T0)),
@@ -900,13 +824,6 @@ def test_a_listener_who_stayed_through_a_long_outage_is_not_counted_twice() -> N
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `recent` lives in the mount's state, which SourceSeen (mount gone) and "
-    "_check_instance (server restarted) delete: an exact end that arrives after the poll that "
-    "saw the mount go, for a listener Icecast dropped with it, replays the whole session (into "
-    "the new instance after a restart): every listener of the mount is counted twice",
-)
 @pytest.mark.parametrize(
     "then",
     [
@@ -922,13 +839,6 @@ def test_an_exact_end_after_the_mount_went_is_not_counted_again(then: SourceSeen
     assert len(sessions_of(events)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resumability gap: the store keeps neither the sessionizer's `recent` (ended "
-    "sessions remembered so that a late exact end is not counted again) nor when a gone "
-    "session went missing (its wait restarts from its last sighting), so after a restart a "
-    "late exact end replays an ended session as a second visit",
-)
 def test_a_late_exact_end_after_a_restart_is_not_counted_again() -> None:
     history = History(
         Options(120, 120, None, 0, 15, admit=False),
@@ -944,13 +854,6 @@ def test_a_late_exact_end_after_a_restart_is_not_counted_again() -> None:
     assert same_events(resumed(history, 3), events_per_observation(history))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resumability gap: the server instance is stored only with the mount records "
-    "(Sessionizer.__init__ takes it from them), so after a restart before a source's first "
-    "listing, its exact ends of sessions too short to be polled are dropped "
-    "(_listener_left: no instance)",
-)
 def test_a_restart_before_the_first_listing_keeps_the_server_instance() -> None:
     history = History(
         Options(120, 120, None, 0, 15, admit=False),

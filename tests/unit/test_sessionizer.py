@@ -194,13 +194,14 @@ def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
 STORED = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 95, 0)
 
 
-def restored() -> Sessionizer:
+def restored(resumed_at: int | None = None) -> Sessionizer:
     """As restarted from a store holding one session, last polled at 200."""
     return Sessionizer(
         keepalive_interval=120,
         outage_grace=60,
         mounts=[MountRecord(SRC, A, "/live", 200)],
         sessions=[STORED],
+        resumed_at=resumed_at,
     )
 
 
@@ -218,6 +219,22 @@ def test_resume_ends_sessions_gone_while_stopped_at_their_last_sighting() -> Non
     (ended,) = restored().observe(poll(5000))
     assert isinstance(ended, SessionEnded)
     assert (ended.at, ended.previous_at, ended.reason) == (200, 95, EndReason.LEFT)
+
+
+def test_after_a_long_stop_the_grace_counts_from_the_restart() -> None:
+    """Stopped from 200 to 5000 with a grace of 60 s: the ticks before the first poll leave
+    the session alone, and the listener found still there stays one visit."""
+    s = restored(resumed_at=5000)
+    assert s.observe(Tick(5001)) == []
+    assert s.observe(Tick(5060)) == []
+    events = s.observe(poll(5010, listener("7", 4915)))
+    assert {type(e) for e in events} == {SessionKeptAlive}
+    assert events[-1].at == 95 + 40 * 120
+
+
+def test_a_source_still_silent_after_a_restart_loses_its_sessions_after_the_grace() -> None:
+    s = restored(resumed_at=5000)
+    assert [brief(e) for e in s.observe(Tick(5061))] == [("end", "7", 200, "source_lost")]
 
 
 def test_stored_session_without_its_mount_is_refused() -> None:

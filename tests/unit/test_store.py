@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from audimeter.events import Session
-from audimeter.sessionizer import MountRecord, SessionClosed, SessionOpened
-from audimeter.store import Store, StoreError
+from audimeter.sessionizer import (
+    MountRecord,
+    SessionClosed,
+    SessionForgotten,
+    SessionOpened,
+    SessionRemembered,
+)
+from audimeter.store import SCHEMA_VERSION, Store, StoreError
 
 SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0)
 
@@ -39,6 +45,56 @@ def test_end_removes_the_session_and_mounts_are_replaced(tmp_path: Path) -> None
     )
     assert store.load_sessions() == []
     assert store.load_mounts() == [MountRecord("main", "i1", "/other", 160)]
+
+
+def test_ended_sessions_and_instances_are_kept_until_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    remembered = SessionRemembered(SESSION, end=300, seen=290, exact=True)
+    store.commit(
+        [SessionOpened(SESSION), SessionClosed(SESSION), remembered],
+        [],
+        [],
+        instances={"main": "i1", "other": "started:5"},
+    )
+    store.close()
+    store = Store.open(path)
+    assert store.load_sessions() == []
+    assert store.load_remembered() == [remembered]
+    assert store.load_instances() == {"main": "i1", "other": "started:5"}
+    store.commit([SessionForgotten(SESSION)], [], [], instances={"main": "i2"})
+    assert store.load_remembered() == []
+    assert store.load_instances() == {"main": "i2"}
+    store.commit([], [], [])  # without `instances`: the stored ones stay
+    assert store.load_instances() == {"main": "i2"}
+
+
+def test_a_state_file_of_schema_1_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    Store.open(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE ended; DROP TABLE instances;"
+        "UPDATE meta SET value='1' WHERE key='schema_version';"
+    )
+    db.close()
+    store = Store.open(path)
+    assert store.load_remembered() == []
+    assert store.load_instances() == {}
+    store.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
+    assert version.fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_a_state_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    Store.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store.open(path)
 
 
 def test_outbox_acknowledge_and_dead_letter(tmp_path: Path) -> None:
