@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import statistics
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -67,6 +68,7 @@ from audimeter.observations import (
     Listener,
     ListenerJoined,
     ListenerLeft,
+    ListenerTable,
     MountPolled,
     Observation,
     SourceSeen,
@@ -154,6 +156,8 @@ class _Mount:
     gone: dict[str, _Gone] = field(default_factory=dict)
     resumed_at: int = 0
     """When audimeter started again with this mount restored: its outage counts from then."""
+    behind: int = 0
+    """How far the clock was behind the mount's time at its last poll (after a step back)."""
 
 
 _Recent = dict[str, dict[str, SessionRemembered]]
@@ -305,10 +309,10 @@ class Sessionizer:
         elif isinstance(observation, Tick):
             for state in self._mounts.values():
                 grace = self._source_graces.get(state.source, self._grace)
-                silent_since = max(state.last_seen, state.resumed_at)
-                if state.sessions and observation.at - silent_since > grace:
+                now = observation.at + state.behind
+                if state.sessions and now - max(state.last_seen, state.resumed_at) > grace:
                     self._end_all(state, EndReason.SOURCE_LOST, events)
-                self._expire(state, observation.at, events)
+                self._expire(state, now, events)
             for key in list(self._recent):
                 self._forget(key, observation.at)
         return events
@@ -332,9 +336,17 @@ class Sessionizer:
         if state is None:
             state = self._mounts[key] = _Mount(obs.source, obs.instance, obs.mount, obs.at)
         last_seen = state.last_seen
-        # A clock that steps back must not make time run backwards inside a session.
-        at = max(obs.at, last_seen)
         table = obs.listeners
+        at = obs.at
+        floor = None if first_poll else last_seen
+        """New listeners start no earlier: whoever was there at the previous poll was listed."""
+        if at < last_seen:
+            if state.sessions or state.gone:
+                # The clock stepped back. Time must not run backwards inside a session; how
+                # long the listeners have been connected tells how much of it really passed.
+                at = max(last_seen, _time_by_listeners(state.sessions, table))
+            else:
+                floor = None  # nothing open: the mount follows the clock back
         client_ids = table.client_ids
         present = set(client_ids)
         sessions = state.sessions
@@ -378,8 +390,8 @@ class Sessionizer:
                         continue
                     listener = admitted
                 start = at - _plausible(listener.connected)
-                if not first_poll and start < last_seen:
-                    start = last_seen
+                if floor is not None and start < floor:
+                    start = floor
                 session = Session(
                     source=obs.source,
                     instance=obs.instance,
@@ -409,6 +421,7 @@ class Sessionizer:
             if previous + interval <= at:
                 _keep_alive(session, previous, at, interval, self._catchup, events)
         state.last_seen = at
+        state.behind = at - obs.at
 
     def _end_all(self, state: _Mount, reason: EndReason, events: list[Event]) -> None:
         for session in state.sessions.values():
@@ -677,6 +690,23 @@ class Sessionizer:
         return slot
 
 
+_SAMPLE = 101
+"""Listeners enough to tell the time by."""
+
+
+def _time_by_listeners(sessions: Mapping[str, Session], table: ListenerTable) -> int:
+    """A poll's time as its listeners tell it: a known one's start plus how long it has been
+    connected (the median of a sample, so that no odd value decides); 0 when none is known."""
+    told: list[int] = []
+    for index, client_id in enumerate(table.client_ids):
+        session = sessions.get(client_id)
+        if session is not None:
+            told.append(session.started_at + _plausible(table.details(index).connected))
+            if len(told) == _SAMPLE:
+                break
+    return statistics.median_low(told) if told else 0
+
+
 def _match(
     state: _Mount | None, recent: _Recent, listener: Listener, start: int, end: int
 ) -> Session | _Gone | SessionRemembered | None:
@@ -691,27 +721,46 @@ def _match(
     best_gap = START_TOLERANCE + 1
     latest = end + START_TOLERANCE
     ip, user_agent = listener.ip, listener.user_agent
+    logged = _as_logged(user_agent)
+
+    def fits(session: Session) -> bool:
+        if session.ip != ip:
+            return False
+        return session.user_agent == user_agent or _as_logged(session.user_agent) == logged
+
     if state is not None:
         if state.last_seen <= latest:  # every open session was listed at the last poll
             for session in state.sessions.values():
-                if session.ip == ip and session.user_agent == user_agent:
+                if fits(session):
                     gap = abs(session.started_at - start)
                     if gap < best_gap:
                         best, best_gap = session, gap
         for gone in state.gone.values():
             session = gone.session
-            if gone.last_seen <= latest and session.ip == ip and session.user_agent == user_agent:
+            if gone.last_seen <= latest and fits(session):
                 gap = abs(session.started_at - start)
                 if gap < best_gap:
                     best, best_gap = gone, gap
     for entries in recent.values():
         for entry in entries.values():
             session = entry.session
-            if entry.seen <= latest and session.ip == ip and session.user_agent == user_agent:
+            if entry.seen <= latest and fits(session):
                 gap = abs(session.started_at - start)
                 if gap < best_gap:
                     best, best_gap = entry, gap
     return best
+
+
+_LOGGED_AS_DOT = bytes(
+    byte if 0x20 <= byte < 0x7F and chr(byte) not in '!"\\`' else ord(".") for byte in range(256)
+)
+
+
+def _as_logged(user_agent: str) -> str:
+    """A user agent as Icecast 2.4 writes it to its access log: each control character, `!`,
+    `"`, backslash, backquote and byte outside ASCII as `.` (`Média` → `M..dia`). A line's
+    user agent and a polled one are the same player when they agree in this form."""
+    return user_agent.encode("utf-8", "replace").translate(_LOGGED_AS_DOT).decode("ascii")
 
 
 def _keep_alive(

@@ -127,7 +127,7 @@ def test_clock_steps_back_an_hour_mid_run(stepped: Stepped, figures: Figures) ->
     Time never runs backwards inside a session: no negative duration (`e_v`), each visitor's
     requests in `cdt` order, exactly one start and one end per listener, one Matomo visit
     each. Lost: no session. Duplicates: none. (Times are not compared with the test's clock:
-    after the step, audimeter holds its session clock at the last poll before the step.)
+    while sessions are open, a mount keeps the time its listeners tell, not the stepped clock.)
     """
     report = check_delivery(stepped.seen, stepped.requests, check_times=False)
     assert report.duplicates == 0
@@ -143,21 +143,9 @@ def test_clock_steps_back_an_hour_mid_run(stepped: Stepped, figures: Figures) ->
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "sessionizer.py Sessionizer._mount_polled clamps `at = max(obs.at, last_seen)`: after a "
-        "step back, every poll is dated at the last poll before the step for as long as the "
-        "step (an hour here), so sessions during that hour record no listening time and "
-        "keep-alives stop (README: a visit lasts the real listening time, within a poll)"
-    ),
-)
 def test_listening_time_stays_true_across_a_clock_step(stepped: Stepped) -> None:
-    """Each listener's recorded time (its `e_v` added up) is its true time, within a poll.
-
-    Lost today: the listening time after the step (e.g. 6 s of 6 s, 7 s of 13 s). Duplicates:
-    none.
-    """
+    """Each listener's recorded time (its `e_v` added up) is its true time, within a poll: the
+    listeners' connected times tell how much time passed while the clock is behind."""
     recorded = lengths(stepped.requests)
     for seen in stepped.seen:
         assert seen.left is not None

@@ -1025,14 +1025,6 @@ def test_log_lines_claiming_absurd_durations_are_refused(
     assert isinstance(entry, Skip) or entry.duration <= MAX_CONNECT_TIME
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: Icecast 2.4.4 logs a user agent with each control character, !, ", '
-    "backslash, backquote and byte outside ASCII replaced by '.' (accesslog.py says so), but "
-    "sessionizer.py _match compares it with the polled user agent as is: the line matches no "
-    "session and _listener_left replays the connection as a second visit, while the polled "
-    "session ends 15 s later at its last sighting. Wanted: one session, ended by the line",
-)
 @pytest.mark.parametrize(
     ("polled", "logged"),
     [

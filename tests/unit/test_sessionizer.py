@@ -141,9 +141,21 @@ CASES = {
         ],
         [("start", "1", 95), ("start", "2", 95), ("end", "1", 100, "mount_removed")],
     ),
-    "clock stepping back does not shorten a session": (
+    "clock stepping back: the listeners' connected times tell how much time passed": (
         [poll(100, listener("1", 5)), poll(90, listener("1", 15)), poll(95)],
+        [("start", "1", 95), ("end", "1", 110, "left")],
+    ),
+    "clock stepping back, connected times that say nothing: time stands still": (
+        [poll(100, listener("1", 5)), poll(90, listener("1", -1)), poll(95)],
         [("start", "1", 95), ("end", "1", 100, "left")],
+    ),
+    "clock stepping back, nobody listening: the mount follows the clock": (
+        [poll(100, listener("1", 5)), poll(105), poll(50, listener("2", 20))],
+        [("start", "1", 95), ("end", "1", 100, "left"), ("start", "2", 30)],
+    ),
+    "clock stepping back: the outage grace counts in the mount's time": (
+        [poll(100, listener("1", 5)), poll(50, listener("1", 15)), Tick(60), Tick(171)],
+        [("start", "1", 95), ("end", "1", 110, "source_lost")],
     ),
     "long listener first seen: keep-alives of the past at once": (
         [poll(1000, listener("1", 400))],
