@@ -225,6 +225,7 @@ class ForgetReport:
         return [
             f"open sessions: {f.sessions} removed"
             + (" (their end will never be sent to Matomo)" if f.sessions else ""),
+            f"ended sessions kept to recognise late notices: {f.ended_sessions} removed",
             f"queued requests: {f.outbox} removed"
             + (" (they will never be sent to Matomo)" if f.outbox else ""),
             f"dead letters: {f.dead_letters} removed",

@@ -323,7 +323,13 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         tasks = []
         for source in config.sources:
             client = await exit_stack.enter_async_context(source_client(source))
-            poller = make_poller(source, client, sessionizer.instance_of(source.name))
+            instance = sessionizer.instance_of(source.name)
+            starts = {
+                s.client_id: s.started_at
+                for s in sessionizer.sessions()
+                if s.source == source.name and s.instance == instance
+            }
+            poller = make_poller(source, client, instance, starts)
             tasks.append(asyncio.create_task(_poll_forever(poller, queue)))
         if sink is not None:
             tasks.append(asyncio.create_task(sink.run()))

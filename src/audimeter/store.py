@@ -134,6 +134,7 @@ class Forgotten:
     outbox: int = 0
     dead_letters: int = 0
     inbox: int = 0
+    ended_sessions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,8 +560,9 @@ class Store:
                 f"the rows are deleted, but the state file {self.path} could not be compacted "
                 f"({exc}): copies of them may remain in its free space until it is"
             ) from None
-        sessions = len(picked["sessions"]) + len(picked["ended"])
-        return Forgotten(sessions, len(outbox), len(dead), len(inbox))
+        return Forgotten(
+            len(picked["sessions"]), len(outbox), len(dead), len(inbox), len(picked["ended"])
+        )
 
     def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:
         rows = self._db.execute(f"SELECT id, payload FROM {table}")  # noqa: S608 (fixed names)

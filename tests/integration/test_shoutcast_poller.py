@@ -226,6 +226,47 @@ def test_clock_steps_do_not_fake_a_restart(dnas2: Dnas2Emulator) -> None:
     run(scenario)
 
 
+def test_a_clock_step_while_audimeter_was_stopped_is_not_a_restart(dnas2: Dnas2Emulator) -> None:
+    """The stored sessions' listeners, still listed, moved with the server's start: the clock
+    stepped. After a real restart, a listener with a stored uid started elsewhere in time."""
+    uid = str(dnas2.add_listener(1, "192.0.2.1", VLC, connected=600))
+
+    def clock() -> float:
+        return time.time() - 1800
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        before, listings = await poll(Shoutcast2Poller(source(dnas2.url), client))
+        (listener,) = listings["/stream"]
+        starts = {uid: before.at - listener.connected}
+
+        stepped = Shoutcast2Poller(
+            source(dnas2.url),
+            client,
+            clock,
+            previous_instance=before.instance,
+            previous_starts=starts,
+        )
+        assert (await poll(stepped))[0].instance == before.instance
+        # Without the stored sessions, nothing tells the step from a restart.
+        unaware = Shoutcast2Poller(
+            source(dnas2.url), client, clock, previous_instance=before.instance
+        )
+        assert (await poll(unaware))[0].instance != before.instance
+
+        dnas2.restart()
+        again = str(dnas2.add_listener(1, "192.0.2.1", VLC, connected=5))
+        restarted = Shoutcast2Poller(
+            source(dnas2.url),
+            client,
+            clock,
+            previous_instance=before.instance,
+            previous_starts={again: starts[uid]},  # uids start again: one may be a stored one
+        )
+        assert (await poll(restarted))[0].instance != before.instance
+
+    run(scenario)
+
+
 def test_restart_without_uptime_report_is_told_by_listener_ids() -> None:
     with Dnas2Emulator(bandwidth_enabled=False) as server:
         server.add_listener(1, "192.0.2.1", VLC)

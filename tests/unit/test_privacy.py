@@ -29,7 +29,13 @@ from audimeter.privacy import (
     parse_address,
     period_of,
 )
-from audimeter.sessionizer import MountRecord, SessionClosed, Sessionizer, SessionOpened
+from audimeter.sessionizer import (
+    MountRecord,
+    SessionClosed,
+    Sessionizer,
+    SessionOpened,
+    SessionRemembered,
+)
 from audimeter.store import Forgotten, OutboxRow, Store, StoreBusy, StoreError
 
 SOURCE = {"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "pw"}
@@ -497,8 +503,14 @@ def filled_store(path: Path) -> None:
         Session("main", "i1", "/live.mp3", str(n), ip, VLC, "", 1000 + n, 0)
         for n, ip in enumerate([ONE, "198.51.100.7", SIX, "::ffff:203.0.113.9", ""])
     ]
+    ended = [
+        SessionRemembered(
+            Session("main", "i1", "/live.mp3", f"e{n}", ip, VLC, "", 900, 0), 990, 980, True
+        )
+        for n, ip in enumerate([ONE, SIX])
+    ]
     store.commit(
-        [SessionOpened(s) for s in sessions],
+        [*(SessionOpened(s) for s in sessions), *ended],
         [MountRecord("main", "i1", "/live.mp3", 2000)],
         [request(ONE), request("198.51.100.7"), request(SIX), request(ONE), request("")],
     )
@@ -515,7 +527,10 @@ def test_forget_removes_every_row_with_the_address(tmp_path: Path) -> None:
     filled_store(path)
     store = Store.open_exclusive(path)
     report = forget(store, ip_address(ONE))
-    assert report.forgotten == Forgotten(sessions=2, outbox=2, dead_letters=1, inbox=2)
+    assert report.forgotten == Forgotten(
+        sessions=2, outbox=2, dead_letters=1, inbox=2, ended_sessions=1
+    )
+    assert [entry.session.ip for entry in store.load_remembered()] == [SIX]
     assert {s.ip for s in store.load_sessions()} == {"198.51.100.7", SIX, ""}
     left = [dict(parse_qsl(row.payload[1:])).get("cip") for row in store.outbox_batch(10)]
     assert left == ["198.51.100.7", SIX, None]
@@ -533,9 +548,12 @@ def test_forget_finds_an_ipv6_address_in_any_notation(tmp_path: Path) -> None:
     store = Store.open_exclusive(path)
     report = forget(store, parse_address("2001:DB8:0:0:0:0:0:1") or ip_address("0.0.0.0"))
     store.close()
-    assert report.forgotten == Forgotten(sessions=1, outbox=1, dead_letters=0, inbox=0)
+    assert report.forgotten == Forgotten(
+        sessions=1, outbox=1, dead_letters=0, inbox=0, ended_sessions=1
+    )
     assert report.lines() == [
         "open sessions: 1 removed (their end will never be sent to Matomo)",
+        "ended sessions kept to recognise late notices: 1 removed",
         "queued requests: 1 removed (they will never be sent to Matomo)",
         "dead letters: 0 removed",
         "webhook notices: 0 removed",
@@ -585,14 +603,15 @@ def test_forget_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["forget", "--config", str(config), "--ip", ONE])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[:5] == [
+    assert lines[:6] == [
         f"forgot {ONE} in {tmp_path / 'a.db'}:",
         "open sessions: 2 removed (their end will never be sent to Matomo)",
+        "ended sessions kept to recognise late notices: 1 removed",
         "queued requests: 2 removed (they will never be sent to Matomo)",
         "dead letters: 1 removed",
         "webhook notices: 2 removed",
     ]
-    assert "203.0.113.0" in lines[5]  # what audimeter keeps of it with ip = "anonymize"
+    assert "203.0.113.0" in lines[6]  # what audimeter keeps of it with ip = "anonymize"
     assert "GDPR Tools" in lines[-1]
 
 

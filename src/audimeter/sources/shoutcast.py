@@ -50,7 +50,10 @@ DNAS reports no start time, so the instance is derived:
 Either way the instance stays the same across normal polls. `previous_instance` (the instance the
 store remembers from before audimeter restarted) is kept when the server's start agrees with it:
 `started:T` when the server started within 5 s of T, `seen:T` when it started by T; with no uptime
-to compare, it is kept.
+to compare, it is kept. A clock that stepped while audimeter was stopped moves the start read
+from the uptime by the step; the listeners still connected tell it apart from a restart: their
+uids are those of the stored sessions (`previous_starts`), and their starts (poll time minus
+seconds connected) moved by just as much.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ import json
 import logging
 import math
 import re
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +74,7 @@ from lxml import etree
 
 from audimeter import __version__
 from audimeter.config import SourceConfig
-from audimeter.observations import Listener, ListenerList, MountPolled, SourceSeen
+from audimeter.observations import Listener, ListenerList, ListenerTable, MountPolled, SourceSeen
 from audimeter.sources import Emit, ServerInfo, SourceError
 from audimeter.sources.http import FetchError, fetch
 from audimeter.sources.xml import FormatError, parse_xml
@@ -394,13 +398,27 @@ class _InstanceTracker:
         """The last uptime and when it was read."""
         self._uids = _UidWatch()
 
-    def update(self, at: float, uptime: int | None, listings: Mapping[int, Sequence[int]]) -> str:
-        """The instance after this cycle's uptime (if any) and listings (stream → uids)."""
+    @property
+    def resuming(self) -> bool:
+        """No instance yet: the first cycle decides whether the stored one is kept."""
+        return self._instance is None
+
+    def update(
+        self,
+        at: float,
+        uptime: int | None,
+        listings: Mapping[int, Sequence[int]],
+        moved: int | None = None,
+    ) -> str:
+        """The instance after this cycle's uptime (if any) and listings (stream → uids).
+
+        `moved`: how far the starts of the stored sessions' listeners still listed moved.
+        """
         restarted = False
         if uptime is not None:
             start = round(at - uptime)
             if self._instance is None:
-                self._instance = self._resume(start) or f"started:{start}"
+                self._instance = self._resume(start, moved) or f"started:{start}"
             elif self._reading is not None:
                 last_uptime, last_at = self._reading
                 if uptime < last_uptime and uptime <= at - last_at + _TOLERANCE:
@@ -422,7 +440,7 @@ class _InstanceTracker:
     def _renew(self, instance: str) -> None:
         self._instance = instance if instance != self._instance else instance + "+"
 
-    def _resume(self, start: int) -> str | None:
+    def _resume(self, start: int, moved: int | None) -> str | None:
         previous = self._previous
         if not previous:
             return None
@@ -432,6 +450,8 @@ class _InstanceTracker:
             return None
         if kind == "started" and abs(start - stamp) <= _TOLERANCE:
             return previous
+        if kind == "started" and moved is not None and abs(start - stamp - moved) <= _TOLERANCE:
+            return previous  # the clock stepped; the server and its listeners ran on
         if kind == "seen" and start <= stamp + _TOLERANCE:
             return previous
         return None
@@ -470,7 +490,10 @@ class Shoutcast2Poller:
         clock: Callable[[], float] = time.time,
         *,
         previous_instance: str | None = None,
+        previous_starts: Mapping[str, int] | None = None,
     ) -> None:
+        """`previous_starts`: the start of each stored open session of `previous_instance`, by
+        client id."""
         self.config = config
         self._client = client
         self._clock = clock
@@ -482,6 +505,7 @@ class Shoutcast2Poller:
         self._use_xml = False
         """Ask for XML listings (the JSON ones were refused or were not JSON)."""
         self._instance = _InstanceTracker(previous_instance)
+        self._previous_starts = dict(previous_starts or {})
         self._failing: dict[int, str] = {}
 
     @property
@@ -627,12 +651,28 @@ class Shoutcast2Poller:
                 continue
             self._recovered(stream)
             uids[stream.sid] = [int(client_id) for client_id in listeners.client_ids]
-        instance = self._instance.update(uptime_at, uptime, uids)
+        moved = None
+        if self._instance.resuming and self._previous_starts:
+            moved = self._moved([(at, table) for at, table, _ in listings if table is not None])
+        instance = self._instance.update(uptime_at, uptime, uids, moved)
         mounts = frozenset(stream.mount for stream in streams)
         await emit(SourceSeen(self.name, int(seen_at), instance, mounts))
         for stream, (at, listeners, _) in zip(streams, listings, strict=True):
             if listeners is not None:
                 await emit(MountPolled(self.name, at, instance, stream.mount, listeners))
+
+    def _moved(self, listings: Sequence[tuple[int, ListenerTable]]) -> int | None:
+        """How far the starts of the stored sessions' listeners moved (the median, so that no
+        odd value decides); None when none of them is listed."""
+        moved: list[int] = []
+        for at, table in listings:
+            for index, client_id in enumerate(table.client_ids):
+                start = self._previous_starts.get(client_id)
+                if start is not None:
+                    connected = table.details(index).connected
+                    if 0 <= connected <= MAX_CONNECT_TIME:
+                        moved.append(at - connected - start)
+        return statistics.median_low(moved) if moved else None
 
     def _skipped(self, stream: Dnas2Stream, problem: str) -> None:
         if self._failing.get(stream.sid) == problem:
