@@ -687,31 +687,41 @@ def test_icecast_numbers_too_long_to_convert_count_as_zero() -> None:
 # -- listings whose ids and details disagree -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: icecast.py parse_listclients takes the lazy _Listing whenever the number of "
-    "<ID> text nodes equals the number of listeners, which does not mean one id per listener: "
-    "client_ids[i] then names another listener than details(i) (here listener 2, which has "
-    "no id, is counted under listener 1's second id). Wanted: client_ids match details",
-)
+ODD_ICECAST_IDS = {
+    "two ID elements: the first": (b"<ID>5</ID><ID>6</ID>", "5"),
+    "ID and id: the ID": (b"<id>6</id><ID>5</ID>", "5"),
+    "an empty ID and an id: the id": (b"<ID/><id>6</id>", "6"),
+    "an empty ID first: none": (b"<ID/><ID>6</ID>", None),
+    "text after a processing instruction": (b"<ID><?pi?>5</ID>", "5"),
+    "text split by a processing instruction: the first part": (b"<ID>1<?pi?>2</ID>", "1"),
+    "nothing but a processing instruction: none": (b"<ID><?pi?></ID>", None),
+}
+NEIGHBOURS = {
+    "after a listener with an ID": b"<ID>8</ID>",
+    "after a listener with an id": b"<id>8</id>",
+    "after a listener without one": b"",
+}
+
+
+@pytest.mark.parametrize("neighbour", NEIGHBOURS.values(), ids=NEIGHBOURS.keys())
 @pytest.mark.parametrize(
-    ("first", "second"),
-    [
-        (b"<ID>5</ID><ID>6</ID>", b""),
-        (b"<ID>5</ID><id>6</id>", b""),
-        (b"<ID><?pi?></ID>", b"<ID>1<?pi?>2</ID>"),
-    ],
-    ids=["two ID elements", "ID and id", "processing instructions"],
+    ("markup", "expected"), ODD_ICECAST_IDS.values(), ids=ODD_ICECAST_IDS.keys()
 )
-def test_icecast_ids_match_their_listeners(first: bytes, second: bytes) -> None:
+def test_icecast_ids_match_their_listeners(
+    markup: bytes, expected: str | None, neighbour: bytes
+) -> None:
+    """A listener's id is the first text in its first <ID>, or failing that in its first <id>;
+    whether the listing's ids are read all at once or listener by listener, each stays with its
+    listener. (Counting text nodes once paired the first listener's second id with the next.)"""
     body = (
-        b'<icestats><source mount="/a"><listener><IP>10.0.0.1</IP>%s</listener>'
-        b"<listener><IP>10.0.0.2</IP>%s</listener></source></icestats>" % (first, second)
+        b'<icestats><source mount="/a"><listener><IP>10.0.0.2</IP>%s</listener>'
+        b"<listener><IP>10.0.0.1</IP>%s</listener></source></icestats>" % (neighbour, markup)
     )
     _, table = parse_listclients(body)
-    assert list(table.client_ids) == [
-        table.details(i).client_id for i in range(len(table.client_ids))
-    ]
+    listeners = [Listener("8", "10.0.0.2", "", 0)] if neighbour else []
+    if expected is not None:
+        listeners.append(Listener(expected, "10.0.0.1", "", 0))
+    assert _check_table(table) == listeners
 
 
 @pytest.mark.xfail(
