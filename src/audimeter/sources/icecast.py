@@ -56,13 +56,11 @@ class ServerStats:
     """Live mounts and their listener counts."""
 
 
-def _root(body: bytes) -> etree._Element:
-    return parse_xml(body, "icestats", "Icecast")
-
-
 def parse_stats(body: bytes) -> ServerStats:
     """`/admin/stats`: the server instance and its live mounts."""
-    root = _root(body)
+    # Strict: what is read here is the server's own (its start, mounts and counts), not
+    # listeners' strings, so bytes that are not UTF-8 mean the answer is not Icecast's.
+    root = parse_xml(body, "icestats", "Icecast", strict=True)
     instance = root.findtext("server_start_iso8601") or root.findtext("server_start")
     if not instance:
         raise FormatError("no server_start_iso8601 in /admin/stats")
@@ -86,7 +84,7 @@ _LISTENER_COUNT = etree.XPath("count(listener)")
 
 def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
     """`/admin/listclients?mount=…`: the mount and every listener on it."""
-    root = _root(body)
+    root = parse_xml(body, "icestats", "Icecast")
     source = root.find("source")
     if source is None or not source.get("mount"):
         raise FormatError("no <source mount=…> in /admin/listclients")
