@@ -244,9 +244,12 @@ def test_an_html_login_page_is_named_as_such(fmt: Format) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
-def test_a_truncated_listing_never_parses_to_another_listing(fmt: Format) -> None:
+@pytest.mark.parametrize(
+    "first", [Fields(), Fields(ua=b"VLC\xff\x01/3.0")], ids=["good", "bytes to replace"]
+)
+def test_a_truncated_listing_never_parses_to_another_listing(fmt: Format, first: Fields) -> None:
     """Every prefix of a listing is a FormatError, or (only the trailing newline cut) the same."""
-    whole = document(fmt)
+    whole = document(fmt, first)
     expected = fmt.parse(whole)
     for end in range(len(whole)):
         try:
@@ -597,42 +600,63 @@ def test_icecast_2_4_4_escapes_bad_user_agents_itself() -> None:
 
 
 RAW_BYTES = {
-    "bytes 0x80-0xff in a user agent": lambda fmt: document(fmt, Fields(ua=BAD_UTF8)),
-    "latin-1 without a declaration": lambda fmt: latin1(fmt, declared=False),
+    "bytes 0x80-0xff in a user agent": (
+        lambda fmt: document(fmt, Fields(ua=BAD_UTF8)),
+        "VLC\ufffd\ufffd\ufffd/3.0",
+    ),
+    "latin-1 without a declaration": (
+        lambda fmt: latin1(fmt, declared=False),
+        "Lecteur caf\ufffd/1.0 \ufffd",
+    ),
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="robustness bug: sources/xml.py parse_xml parses strictly, so one user agent with "
-    "bytes that are not UTF-8 makes the whole listing a FormatError and every listener of the "
-    "mount goes unseen (DNAS 1: the whole source). Wanted: the listing parses and that user "
-    "agent comes out with replacement characters. Debian's Icecast 2.4.4 escapes such bytes "
-    "itself (see test_icecast_2_4_4_escapes_bad_user_agents_itself); DNAS passes client strings "
-    "through (shoutcast.py says so and decodes its JSON with errors='replace')",
-)
 @pytest.mark.parametrize("fmt", XML_FORMATS, ids=lambda f: f.name)
-@pytest.mark.parametrize("make", RAW_BYTES.values(), ids=RAW_BYTES.keys())
+@pytest.mark.parametrize(("make", "user_agent"), RAW_BYTES.values(), ids=RAW_BYTES.keys())
 def test_one_user_agent_with_bytes_that_are_not_utf8_spoils_nothing_else(
-    fmt: Format, make: Callable[[Format], bytes]
+    fmt: Format, make: Callable[[Format], bytes], user_agent: str
 ) -> None:
-    listeners = fmt.parse(make(fmt))
-    assert listeners[1] == GOOD
-    assert listeners[0].client_id == "7"
-    assert "\ufffd" in listeners[0].user_agent
+    """Debian's Icecast 2.4.4 escapes such bytes itself (see
+    test_icecast_2_4_4_escapes_bad_user_agents_itself), DNAS passes client strings through; the
+    XML parsers replace them, as the JSON parser does."""
+    assert fmt.parse(make(fmt)) == [Listener("7", IP, user_agent, 5), GOOD]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="robustness bug: a raw control character in one user agent makes the whole XML "
-    "listing a FormatError (sources/xml.py parse_xml); the JSON parser keeps it (strict=False). "
-    "Wanted: the listing parses and only that user agent is affected",
-)
 @pytest.mark.parametrize("fmt", XML_FORMATS, ids=lambda f: f.name)
 def test_one_user_agent_with_a_control_character_spoils_nothing_else(fmt: Format) -> None:
     listeners = fmt.parse(document(fmt, Fields(ua=b"VLC\x01\x1b/3.0")))
-    assert [listener.client_id for listener in listeners] == ["7", "8"]
-    assert listeners[1] == GOOD
+    assert listeners == [Listener("7", IP, "VLC\ufffd\ufffd/3.0", 5), GOOD]
+
+
+UNREADABLE = {
+    "a latin-1 letter": (b"caf\xe9 player", "caf\ufffd player"),
+    "a UTF-8 sequence cut short": (b"caf\xc3", "caf\ufffd"),
+    "good UTF-8 next to a bad byte: kept": (b"caf\xc3\xa9 \xff", "caf\u00e9 \ufffd"),
+    "an encoded surrogate": (b"a\xed\xa0\x80b", "a\ufffd\ufffd\ufffdb"),
+    "an overlong '<': no markup": (b"a\xc0\xbcb", "a\ufffd\ufffdb"),
+    "a NUL": (b"a\x00b", "a\ufffdb"),
+    "escape and form feed": (b"a\x1b\x0cb", "a\ufffd\ufffdb"),
+    "U+FFFE and U+FFFF": (b"a\xef\xbf\xbe\xef\xbf\xbfb", "a\ufffd\ufffdb"),
+    "DEL and C1 controls, which XML allows: kept": (b"a\x01\x7f\xc2\x85b", "a\ufffd\x7f\x85b"),
+}
+
+
+@pytest.mark.parametrize("fmt", XML_FORMATS, ids=lambda f: f.name)
+@pytest.mark.parametrize(("raw", "text"), UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_what_xml_cannot_hold_is_replaced_in_its_field_only(
+    fmt: Format, raw: bytes, text: str
+) -> None:
+    assert fmt.parse(document(fmt, Fields(ua=raw))) == [Listener("7", IP, text, 5), GOOD]
+    assert fmt.parse(document(fmt, Fields(ip=raw))) == [Listener("7", text, VLC, 5), GOOD]
+
+
+@pytest.mark.parametrize("fmt", XML_FORMATS, ids=lambda f: f.name)
+def test_a_document_in_another_encoding_is_never_read_as_utf8(fmt: Format) -> None:
+    """Its bytes stand for other characters, so it is not repaired: a control character in it
+    is a FormatError, as before, rather than its é misread as "ï¿½"."""
+    body = latin1(fmt, declared=True).replace(b"/1.0", b"/1.0\x01")
+    with pytest.raises(FormatError):
+        fmt.parse(body)
 
 
 @pytest.mark.xfail(
@@ -687,31 +711,41 @@ def test_icecast_numbers_too_long_to_convert_count_as_zero() -> None:
 # -- listings whose ids and details disagree -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: icecast.py parse_listclients takes the lazy _Listing whenever the number of "
-    "<ID> text nodes equals the number of listeners, which does not mean one id per listener: "
-    "client_ids[i] then names another listener than details(i) (here listener 2, which has "
-    "no id, is counted under listener 1's second id). Wanted: client_ids match details",
-)
+ODD_ICECAST_IDS = {
+    "two ID elements: the first": (b"<ID>5</ID><ID>6</ID>", "5"),
+    "ID and id: the ID": (b"<id>6</id><ID>5</ID>", "5"),
+    "an empty ID and an id: the id": (b"<ID/><id>6</id>", "6"),
+    "an empty ID first: none": (b"<ID/><ID>6</ID>", None),
+    "text after a processing instruction": (b"<ID><?pi?>5</ID>", "5"),
+    "text split by a processing instruction: the first part": (b"<ID>1<?pi?>2</ID>", "1"),
+    "nothing but a processing instruction: none": (b"<ID><?pi?></ID>", None),
+}
+NEIGHBOURS = {
+    "after a listener with an ID": b"<ID>8</ID>",
+    "after a listener with an id": b"<id>8</id>",
+    "after a listener without one": b"",
+}
+
+
+@pytest.mark.parametrize("neighbour", NEIGHBOURS.values(), ids=NEIGHBOURS.keys())
 @pytest.mark.parametrize(
-    ("first", "second"),
-    [
-        (b"<ID>5</ID><ID>6</ID>", b""),
-        (b"<ID>5</ID><id>6</id>", b""),
-        (b"<ID><?pi?></ID>", b"<ID>1<?pi?>2</ID>"),
-    ],
-    ids=["two ID elements", "ID and id", "processing instructions"],
+    ("markup", "expected"), ODD_ICECAST_IDS.values(), ids=ODD_ICECAST_IDS.keys()
 )
-def test_icecast_ids_match_their_listeners(first: bytes, second: bytes) -> None:
+def test_icecast_ids_match_their_listeners(
+    markup: bytes, expected: str | None, neighbour: bytes
+) -> None:
+    """A listener's id is the first text in its first <ID>, or failing that in its first <id>;
+    whether the listing's ids are read all at once or listener by listener, each stays with its
+    listener. (Counting text nodes once paired the first listener's second id with the next.)"""
     body = (
-        b'<icestats><source mount="/a"><listener><IP>10.0.0.1</IP>%s</listener>'
-        b"<listener><IP>10.0.0.2</IP>%s</listener></source></icestats>" % (first, second)
+        b'<icestats><source mount="/a"><listener><IP>10.0.0.2</IP>%s</listener>'
+        b"<listener><IP>10.0.0.1</IP>%s</listener></source></icestats>" % (neighbour, markup)
     )
     _, table = parse_listclients(body)
-    assert list(table.client_ids) == [
-        table.details(i).client_id for i in range(len(table.client_ids))
-    ]
+    listeners = [Listener("8", "10.0.0.2", "", 0)] if neighbour else []
+    if expected is not None:
+        listeners.append(Listener(expected, "10.0.0.1", "", 0))
+    assert _check_table(table) == listeners
 
 
 def test_a_duplicate_id_in_a_listing_is_kept_alive_once() -> None:

@@ -44,8 +44,7 @@ _LISTENER_FIELDS = {
     "IP": 0, "ip": 0,
     "UserAgent": 1, "useragent": 1,
     "Connected": 2, "connected": 2,
-    "ID": 3, "id": 3,
-    "Referer": 4, "referer": 4,
+    "Referer": 3, "referer": 3,
 }  # fmt: skip
 
 
@@ -57,13 +56,11 @@ class ServerStats:
     """Live mounts and their listener counts."""
 
 
-def _root(body: bytes) -> etree._Element:
-    return parse_xml(body, "icestats", "Icecast")
-
-
 def parse_stats(body: bytes) -> ServerStats:
     """`/admin/stats`: the server instance and its live mounts."""
-    root = _root(body)
+    # Strict: what is read here is the server's own (its start, mounts and counts), not
+    # listeners' strings, so bytes that are not UTF-8 mean the answer is not Icecast's.
+    root = parse_xml(body, "icestats", "Icecast", strict=True)
     instance = root.findtext("server_start_iso8601") or root.findtext("server_start")
     if not instance:
         raise FormatError("no server_start_iso8601 in /admin/stats")
@@ -75,33 +72,52 @@ def parse_stats(body: bytes) -> ServerStats:
     return ServerStats(root.findtext("server_id") or "Icecast", instance, mounts)
 
 
-_CLIENT_IDS = etree.XPath("listener/ID/text() | listener/id/text()", smart_strings=False)
+# A listener's id is the first text in its first <ID> element (2.4, KH) or, when that has none,
+# in its first <id> element (2.5). Each expression yields at most one id per listener, so the
+# listing-wide ones, when they yield as many ids as there are listeners, yield each listener's.
+_CLIENT_IDS = etree.XPath("listener/ID[1]/text()[1]", smart_strings=False)
+_LOWER_CASE_CLIENT_IDS = etree.XPath("listener/id[1]/text()[1]", smart_strings=False)
+_CLIENT_ID = etree.XPath("ID[1]/text()[1]", smart_strings=False)
+_LOWER_CASE_CLIENT_ID = etree.XPath("id[1]/text()[1]", smart_strings=False)
 _LISTENER_COUNT = etree.XPath("count(listener)")
 
 
 def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
     """`/admin/listclients?mount=…`: the mount and every listener on it."""
-    root = _root(body)
+    root = parse_xml(body, "icestats", "Icecast")
     source = root.find("source")
     if source is None or not source.get("mount"):
         raise FormatError("no <source mount=…> in /admin/listclients")
     mount = source.get("mount", "")
     client_ids = _CLIENT_IDS(source)
+    if not client_ids:
+        # No listener's first <ID> holds text, so every listener's id is in its <id>.
+        client_ids = _LOWER_CASE_CLIENT_IDS(source)
     if isinstance(client_ids, list) and len(client_ids) == _LISTENER_COUNT(source):
         return mount, _Listing(source, client_ids)  # type: ignore[arg-type]
-    # Some listener lacks an id: decode them all and leave those out.
-    decoded = (_decode(element) for element in source.iterchildren("listener"))
-    return mount, ListenerList(listener for listener in decoded if listener.client_id)
+    # Some listener lacks an id, or some have an upper-case and others a lower-case one: find
+    # each listener's and leave out those without.
+    listeners = []
+    for element in source.iterchildren("listener"):
+        client_id = _client_id(element)
+        if client_id:
+            listeners.append(_decode(element, client_id))
+    return mount, ListenerList(listeners)
 
 
-def _decode(element: etree._Element) -> Listener:
-    values = ["", "", "", "", ""]
+def _client_id(element: etree._Element) -> str:
+    found = _CLIENT_ID(element) or _LOWER_CASE_CLIENT_ID(element)
+    return str(found[0]) if isinstance(found, list) and found else ""
+
+
+def _decode(element: etree._Element, client_id: str) -> Listener:
+    values = ["", "", "", ""]
     fields = _LISTENER_FIELDS
     for child in element:
         index = fields.get(child.tag)
         if index is not None:
             values[index] = child.text or ""
-    return Listener(values[3], values[0], values[1], _int(values[2]), values[4])
+    return Listener(client_id, values[0], values[1], _int(values[2]), values[3])
 
 
 class _Listing:
@@ -117,7 +133,7 @@ class _Listing:
     def details(self, index: int) -> Listener:
         if self._elements is None:
             self._elements = list(self._source.iterchildren("listener"))
-        return _decode(self._elements[index])
+        return _decode(self._elements[index], self.client_ids[index])
 
 
 def _int(text: str | None) -> int:
