@@ -58,9 +58,8 @@ class ServerStats:
 
 def parse_stats(body: bytes) -> ServerStats:
     """`/admin/stats`: the server instance and its live mounts."""
-    # Strict: what is read here is the server's own (its start, mounts and counts), not
-    # listeners' strings, so bytes that are not UTF-8 mean the answer is not Icecast's.
-    root = parse_xml(body, "icestats", "Icecast", strict=True)
+    # Repaired like listings: a source client's title in Latin-1 must not hide the mounts.
+    root = parse_xml(body, "icestats", "Icecast")
     instance = root.findtext("server_start_iso8601") or root.findtext("server_start")
     if not instance:
         raise FormatError("no server_start_iso8601 in /admin/stats")

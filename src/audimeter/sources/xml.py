@@ -28,13 +28,10 @@ class FormatError(ValueError):
     """A server's answer is not in the format that was asked for."""
 
 
-def parse_xml(
-    body: bytes, expected_root: str, what: str, *, strict: bool = False
-) -> etree._Element:
-    """Parse `body`, which must have the root element `expected_root`; when `strict`, bytes that
-    are not UTF-8 and characters XML forbids are a FormatError rather than replaced."""
+def parse_xml(body: bytes, expected_root: str, what: str) -> etree._Element:
+    """Parse `body`, which must have the root element `expected_root`."""
     try:
-        root = _parse(body, strict)
+        root = _parse(body)
     except etree.XMLSyntaxError as exc:
         raise FormatError(f"not {what} XML ({exc})") from None
     if root is None:
@@ -44,12 +41,12 @@ def parse_xml(
     return root
 
 
-def _parse(body: bytes, strict: bool) -> etree._Element | None:
+def _parse(body: bytes) -> etree._Element | None:
     # A document that parses as it is needs no repair: nearly every one, so it is tried first.
     try:
         return etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError:
-        repaired = None if strict else _repaired(body)
+        repaired = _repaired(body)
         if repaired is None or repaired == body:
             raise
     return etree.fromstring(repaired, _PARSER)
