@@ -22,7 +22,11 @@ observations always give the same events; time arrives inside the observations.
   restarted: every session of the old one ends. A mount no longer listed ends its sessions.
 * `Tick` lets time pass. A failed poll is no observation at all: the sessions it would have
   confirmed are in an unknown state, and end (at their last sighting) only once `at` is more than
-  the source's outage grace after that sighting.
+  the source's outage grace after that sighting (or after `resumed_at`, when audimeter was
+  stopped meanwhile).
+* Time never runs backwards inside a session. A poll dated before the mount's previous one (the
+  clock stepped back) is dated by its listeners instead: a known one's start plus the seconds
+  it has been connected. A mount with nobody open follows the clock back.
 
 Exact ends. `ListenerLeft` says a connection ended at `at` after `duration` seconds: from
 Icecast's URL authentication (with the client id) or from an access log (without; matched by
@@ -30,10 +34,15 @@ mount, address, player and start time). For a source listed in `exact_ends`, a s
 from a poll does not end at once: it is *gone*, its slot is free, and it waits up to that many
 seconds for its `ListenerLeft`, which ends it at the exact time; otherwise it ends at its last
 sighting. A `ListenerLeft` for a session never seen (shorter than a poll interval) replays the
-whole session at once. Recently ended sessions are remembered for a while, so a late
-`ListenerLeft` never counts a session twice. `ListenerJoined` (URL authentication) starts a
-session at the moment it connected, with the query string it asked for, on a mount already
-polled; a poll then finds it like any other.
+whole session at once. A log line names no client id: it fits a session of its address and
+player (compared as Icecast logs players) that started within `START_TOLERANCE` of it and was
+not listed after it ended. Ended sessions are remembered for `RECENT_SECONDS` (counted from the
+mount's last poll while its server is silent), beyond their mount and server instance, so a
+late `ListenerLeft` never counts a session twice. One ended at its last sighting that the server
+lists again (it stayed through an outage) carries on as a new session, and its `ListenerLeft`
+ends that one. `ListenerJoined` (URL authentication) starts a session at the moment it
+connected, with the query string it asked for, on a mount already polled; a poll then finds it
+like any other.
 
 Two options shape what counts. `admit` sees each new listener once and may leave it out (a relay,
 a monitor) or correct it (its address behind a proxy); a listener left out stays out while it is
@@ -44,7 +53,8 @@ been counted follows from its start and last sighting, so it needs no state eith
 Per mount, the state is the time of its last successful poll (`last_seen`) and the open sessions.
 Each open session was present at that poll, so its last sighting and the keep-alives already
 emitted follow from `last_seen` and need no state of their own; this keeps what must be stored
-per poll down to one row per mount.
+per poll down to one row per mount. `take_changes` tells the store which sessions opened, went
+missing, closed, and were remembered or forgotten; the constructor takes all of it back.
 """
 
 from __future__ import annotations
@@ -338,8 +348,8 @@ class Sessionizer:
         last_seen = state.last_seen
         table = obs.listeners
         at = obs.at
+        # New listeners start no earlier: whoever was there at the previous poll was listed.
         floor = None if first_poll else last_seen
-        """New listeners start no earlier: whoever was there at the previous poll was listed."""
         if at < last_seen:
             if state.sessions or state.gone:
                 # The clock stepped back. Time must not run backwards inside a session; how
