@@ -1030,6 +1030,9 @@ def test_odd_w3c_log_lines() -> None:
     assert agent(W3C_LINE.replace("VLC%2F3.0", "%ED%A0%80")) == "\ufffd\ufffd\ufffd"
     assert agent(W3C_LINE.replace("VLC%2F3.0", "x" * 100_000)) == "x" * 100_000
     assert agent(W3C_LINE.replace("VLC%2F3.0", "Two words+here")) == "Two words here"
+    # The average bandwidth is not read.
+    long_bitrate = W3C_LINE.removesuffix(" 128") + " " + "9" * 5_000
+    assert parse_shoutcast_line(long_bitrate) == parse_shoutcast_line(W3C_LINE)
 
 
 POISON_LINES = {
@@ -1038,9 +1041,46 @@ POISON_LINES = {
         ICECAST_LINE.replace("10958", DIGITS.decode()),
     ),
     "icecast: seconds with 5000 digits": (scan_icecast_line, ICECAST_LINE[:-1] + DIGITS.decode()),
+    "icecast: status with 5000 digits": (
+        scan_icecast_line,
+        ICECAST_LINE.replace(" 200 ", f" {DIGITS.decode()} "),
+    ),
+    "icecast: year with 5000 digits": (
+        scan_icecast_line,
+        ICECAST_LINE.replace("2026", DIGITS.decode()),
+    ),
+    "icecast: zone with 5000 digits": (
+        scan_icecast_line,
+        ICECAST_LINE.replace("+0000", "+" + DIGITS.decode()),
+    ),
+    "icecast: arabic-indic digits in the status": (
+        scan_icecast_line,
+        ICECAST_LINE.replace(" 200 ", " \u0662\u0660\u0660 "),
+    ),
+    "icecast: arabic-indic digits in the year": (
+        scan_icecast_line,
+        ICECAST_LINE.replace("2026", "\u0662\u0660\u0662\u0666"),
+    ),
     "w3c: bytes sent with 5000 digits": (
         scan_shoutcast_line,
         W3C_LINE.replace("48000", DIGITS.decode()),
+    ),
+    "w3c: duration with 5000 digits": (
+        scan_shoutcast_line,
+        W3C_LINE.replace(" 3 128", f" {DIGITS.decode()} 128"),
+    ),
+    "w3c: status with 5000 digits": (
+        scan_shoutcast_line,
+        W3C_LINE.replace(" 200 ", f" {DIGITS.decode()} "),
+    ),
+    "w3c: year with 5000 digits": (scan_shoutcast_line, W3C_LINE.replace("2026", DIGITS.decode())),
+    "w3c: arabic-indic digits in the date": (
+        scan_shoutcast_line,
+        W3C_LINE.replace("2026", "\u0662\u0660\u0662\u0666"),
+    ),
+    "w3c: arabic-indic digits in the time": (
+        scan_shoutcast_line,
+        W3C_LINE.replace("12:44", "\u0661\u0662:44"),
     ),
     "w3c: superscript digit in bytes sent": (scan_shoutcast_line, W3C_LINE.replace("48000", "48²")),
     "w3c: superscript digit in the duration": (
@@ -1054,6 +1094,8 @@ POISON_LINES = {
 def test_log_lines_with_unconvertible_numbers_are_bad_lines(
     scan: Callable[[str], LogEntry | Skip], line: str
 ) -> None:
+    parse = parse_icecast_line if scan is scan_icecast_line else parse_shoutcast_line
+    assert parse(line) is None
     assert scan(line) is Skip.BAD
 
 
