@@ -35,7 +35,7 @@ from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
-from audimeter.sources.accesslog import is_directive, is_listener, parser_for
+from audimeter.sources.accesslog import is_listener, parser_for
 from audimeter.sources.factory import make_poller
 from audimeter.sources.tailer import LogTailer, TailError
 from audimeter.store import LogPosition, Store
@@ -169,7 +169,6 @@ class LogFollower:
         # sessionizer looks among the source's streams.
         self._mount = {"shoutcast1": "/", "shoutcast2": ""}.get(source.kind)
         self._committed: LogPosition | None = None
-        self.bad_lines = 0
 
     def step(self, pipeline: Pipeline) -> None:
         """Read what was written since the last step and feed it."""
@@ -183,9 +182,7 @@ class LogFollower:
         observations: list[Observation] = []
         for line in lines:
             entry = self._parse(line)
-            if entry is None:
-                self.bad_lines += not is_directive(line)
-            elif is_listener(entry):
+            if entry is not None and is_listener(entry):
                 observations.append(
                     ListenerLeft(
                         self._source,
