@@ -19,7 +19,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -29,15 +28,14 @@ from audimeter.config import Config, SourceConfig
 from audimeter.events import Event, SessionKeptAlive
 from audimeter.matomo.mapping import RequestMapper, mapper_for
 from audimeter.matomo.sink import MatomoSink
-from audimeter.observations import ListenerLeft, Observation, Tick
+from audimeter.observations import Observation, Tick
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Sessionizer
 from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
-from audimeter.sources.accesslog import is_directive, is_listener, parser_for
 from audimeter.sources.factory import make_poller
-from audimeter.sources.tailer import LogTailer, TailError
+from audimeter.sources.logfollower import LogFollower
 from audimeter.store import LogPosition, Store
 from audimeter.webhook import WebhookReceiver, decode
 
@@ -162,50 +160,12 @@ def source_client(source: SourceConfig) -> httpx.AsyncClient:
     )
 
 
-class LogFollower:
-    """A source's access log, read for exact ends; each finished listener is a `ListenerLeft`."""
-
-    def __init__(self, source: SourceConfig, path: Path, store: Store) -> None:
-        self._source = source.name
-        self._tailer = LogTailer(source.name, path, store.log_position(source.name, str(path)))
-        self._parse = parser_for(source.kind)
-        # SHOUTcast's logs do not name the stream: DNAS 1 has one, mount "/"; for DNAS 2 the
-        # sessionizer looks among the source's streams.
-        self._mount = {"shoutcast1": "/", "shoutcast2": ""}.get(source.kind)
-        self._committed: LogPosition | None = None
-        self.bad_lines = 0
-
-    def step(self, pipeline: Pipeline) -> None:
-        """Read what was written since the last step and feed it."""
-        try:
-            lines, position = self._tailer.read()
-        except TailError as exc:
-            log.warning("source %s: %s", self._source, exc)
-            return
-        if position == self._committed:
-            return
-        observations: list[Observation] = []
-        for line in lines:
-            entry = self._parse(line)
-            if entry is None:
-                self.bad_lines += not is_directive(line)
-            elif is_listener(entry):
-                observations.append(
-                    ListenerLeft(
-                        self._source,
-                        entry.end,
-                        entry.path if self._mount is None else self._mount,
-                        entry.duration,
-                        ip=entry.ip,
-                        user_agent=entry.user_agent,
-                        referrer=entry.referrer,
-                    )
-                )
-        pipeline.feed(observations, log_positions=[position])
-        self._committed = position
-
-    def close(self) -> None:
-        self._tailer.close()
+def _follow(follower: LogFollower, pipeline: Pipeline) -> None:
+    """Feed what the access log says since the last read, with the position that it reached."""
+    read = follower.read()
+    if read is not None:
+        left, position = read
+        pipeline.feed(left, log_positions=[position])
 
 
 def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
@@ -313,11 +273,13 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             exit_stack.push_async_callback(receiver.stop)
             drain_inbox(store, pipeline)  # notices kept from the previous run
         followers = [
-            LogFollower(s, s.access_log, store) for s in config.sources if s.access_log is not None
+            LogFollower(s, s.access_log, store.log_position(s.name, str(s.access_log)))
+            for s in config.sources
+            if s.access_log is not None
         ]
         for follower in followers:
             exit_stack.callback(follower.close)
-            follower.step(pipeline)  # the first read finds where to start
+            _follow(follower, pipeline)  # the first read finds where to start
 
         queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=1)
         tasks = []
@@ -350,7 +312,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 if receiver is not None:
                     drain_inbox(store, pipeline)
                 for follower in followers:
-                    follower.step(pipeline)
+                    _follow(follower, pipeline)
                 pipeline.feed([Tick(int(time.time()))])
                 for task in tasks:
                     if task.done():  # pollers and the sink run forever: an end is a failure

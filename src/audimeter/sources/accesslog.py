@@ -88,9 +88,10 @@ LineScanner = Callable[[str], LogEntry | Skip]
 
 # -- Icecast ------------------------------------------------------------------------------------
 
+# Digits are [0-9], not \d: int() would read other scripts' digits too ("٢٠٠" is 200).
 _ICECAST = re.compile(
-    r"(\S+) \S+ \S+ \[(\d\d/[A-Za-z]{3}/\d{4}):(\d\d):(\d\d):(\d\d) ([+-]\d{4})\] "
-    r'"(\S+) (\S+)[^"]*" (\d{3}) (\d+) "([^"]*)" "([^"]*)" (\d+)\s*'
+    r"(\S+) \S+ \S+ \[([0-9]{2}/[A-Za-z]{3}/[0-9]{4}):([0-9]{2}):([0-9]{2}):([0-9]{2}) "
+    r'([+-][0-9]{4})\] "(\S+) (\S+)[^"]*" ([0-9]{3}) ([0-9]+) "([^"]*)" "([^"]*)" ([0-9]+)\s*'
 )
 # Builds that write a raw `"` inside the referrer or user agent: the user agent is then taken to
 # run to the last `" ` before the seconds, the referrer to the `" "` before it.
@@ -189,8 +190,8 @@ def scan_icecast_line(line: str) -> LogEntry | Skip:
 
 # -- SHOUTcast W3C ------------------------------------------------------------------------------
 
-_W3C_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-_W3C_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)")
+_W3C_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_W3C_TIME = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})")
 
 
 def is_directive(line: str) -> bool:

@@ -1,7 +1,8 @@
-"""Bounded HTTP fetches for pollers: clear one-line errors, a cap on the response size."""
+"""Bounded HTTP fetches for pollers: clear one-line errors, caps on response size and time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import httpx
@@ -36,11 +37,19 @@ async def fetch(
 ) -> bytes:
     """GET `url` and return the body of a 200 answer; anything else raises `FetchError`.
 
+    The whole exchange, body included, must end within the client's read timeout (the source's
+    `timeout`): httpx's own timeouts limit each read, so a server sending a byte now and then
+    would hold the poll forever.
+
     `what` names the request in messages; it must not contain the query, which can hold a
     password.
     """
+    limit = client.timeout.read
     try:
-        async with client.stream("GET", url, params=params, auth=auth, headers=headers) as response:
+        async with (
+            asyncio.timeout(limit),
+            client.stream("GET", url, params=params, auth=auth, headers=headers) as response,
+        ):
             status = response.status_code
             if status in (401, 403):
                 raise FetchError(
@@ -57,8 +66,9 @@ async def fetch(
                         f"{what}: response larger than {max_bytes} bytes, ignored", status
                     )
             return bytes(body)
-    except httpx.TimeoutException:
-        raise FetchError(f"{what}: no answer within the timeout") from None
+    except (TimeoutError, httpx.TimeoutException):
+        within = "the timeout" if limit is None else f"{limit:g} s (the timeout)"
+        raise FetchError(f"{what}: did not answer within {within}") from None
     except httpx.ConnectError:
         raise FetchError(f"{what}: unreachable (connection refused or no route)") from None
     except httpx.HTTPError as exc:

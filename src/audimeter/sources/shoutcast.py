@@ -92,7 +92,14 @@ _TOLERANCE = 5
 """Seconds of slack for whole-second uptimes, request latency and clock drift."""
 
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
-_DURATION = re.compile(r"\s*(\d+):(\d{1,2})(?::(\d{1,2}))?\s*")
+# Ten digits of hours or minutes would be past MAX_CONNECT_TIME, and int() refuses thousands.
+_DURATION = re.compile(r"\s*(\d{1,9}):(\d{1,2})(?::(\d{1,2}))?\s*")
+# A \uXXXX escape of half a UTF-16 surrogate pair without its other half. Escaped backslashes and
+# whole pairs are matched too, so that scanning never starts inside them.
+_LONE_SURROGATE = re.compile(
+    r"(?P<keep>\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
 
 
 # -- parsed reports ------------------------------------------------------------------------------
@@ -139,7 +146,10 @@ def _integer(value: object) -> int | None:
     if isinstance(value, float):
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str) and _INTEGER.fullmatch(value):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+            return None
     return None
 
 
@@ -191,6 +201,10 @@ def _json_document(body: bytes, what: str) -> object:
         )
     if text.startswith("<"):
         raise FormatError(f"not {what} JSON (an XML or HTML document)")
+    if "\\ud" in text or "\\uD" in text:
+        # json.loads keeps a lone surrogate, which no encoder takes: the user agent holding it
+        # would fail later, in a Matomo request or the store.
+        text = _LONE_SURROGATE.sub(lambda match: match["keep"] or "\\ufffd", text)
     try:
         # strict=False: a raw control character inside a user agent must not lose the whole list.
         return json.loads(text, strict=False)
@@ -200,6 +214,10 @@ def _json_document(body: bytes, what: str) -> object:
         ) from None
     except RecursionError:
         raise FormatError(f"not {what} JSON (nested too deeply)") from None
+    except ValueError:
+        # int()'s limit (sys.get_int_max_str_digits()); DNAS writes numbers of its own only, so
+        # one that long spoils the whole answer.
+        raise FormatError(f"not {what} JSON (a number too long to convert)") from None
 
 
 def _xml_root(body: bytes, what: str) -> etree._Element:
