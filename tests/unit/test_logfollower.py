@@ -111,3 +111,47 @@ def test_an_unreadable_log_is_logged_once(tmp_path: Path, caplog: pytest.LogCapt
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"source main: cannot read the access log {path} (")
+
+
+def test_unreadable_lines_are_counted_and_reported_now_and_then(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "access.log"
+    path.write_text("")
+    now = [0.0]
+    follower = LogFollower(source(), path, None, clock=lambda: now[0])
+    try:
+        follower.read()
+        append(path, "garbage\n" + ICECAST_LISTENER + "more garbage\n")
+        follower.read()
+        append(path, "garbage again\n")
+        now[0] = 599.0
+        follower.read()  # within the interval: counted, not reported yet
+        append(path, ICECAST_LISTENER)
+        now[0] = 600.0
+        follower.read()
+    finally:
+        follower.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"source main: {count} line(s) of {path} are not Icecast access-log lines and were "
+        "skipped; check that access_log names the server's access log"
+        for count in (2, 1)
+    ]
+
+
+def test_w3c_directives_are_not_unreadable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "access.log"
+    path.write_text("")
+    follower = LogFollower(source("shoutcast2"), path, None)
+    try:
+        follower.read()
+        append(path, "#Software: SHOUTcast\n#Fields: c-ip c-dns date time\n" + W3C_LISTENER)
+        read = follower.read()
+    finally:
+        follower.close()
+    assert read is not None
+    assert len(read[0]) == 1
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -7,15 +7,20 @@ just after their lines, and both must be committed in one transaction (see `sour
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from audimeter.config import SourceConfig
 from audimeter.observations import ListenerLeft
-from audimeter.sources.accesslog import is_listener, parser_for
+from audimeter.sources.accesslog import is_directive, is_listener, parser_for
 from audimeter.sources.tailer import LogTailer, TailError
 from audimeter.store import LogPosition
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_REPORT_INTERVAL = 600.0
+"""Seconds between two warnings about lines that are not access-log lines."""
 
 
 class LogFollower:
@@ -24,14 +29,26 @@ class LogFollower:
     `position` is where the previous run stopped (`Store.log_position`), None on a first start.
     """
 
-    def __init__(self, source: SourceConfig, path: Path, position: LogPosition | None) -> None:
+    def __init__(
+        self,
+        source: SourceConfig,
+        path: Path,
+        position: LogPosition | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._source = source.name
+        self._kind = source.kind
+        self._path = path
+        self._clock = clock
         self._tailer = LogTailer(source.name, path, position)
         self._parse = parser_for(source.kind)
         # SHOUTcast's logs do not name the stream: DNAS 1 has one, mount "/"; for DNAS 2 the
         # sessionizer looks among the source's streams.
         self._mount = {"shoutcast1": "/", "shoutcast2": ""}.get(source.kind)
         self._reported: LogPosition | None = None
+        self._unreadable = 0
+        """Lines skipped as unreadable since the last warning about them."""
+        self._warned_at: float | None = None
 
     def read(self) -> tuple[list[ListenerLeft], LogPosition] | None:
         """The listeners that left since the last read, and the position after their lines;
@@ -47,7 +64,9 @@ class LogFollower:
         left = []
         for line in lines:
             entry = self._parse(line)
-            if entry is not None and is_listener(entry):
+            if entry is None:
+                self._unreadable += not is_directive(line)
+            elif is_listener(entry):
                 left.append(
                     ListenerLeft(
                         self._source,
@@ -59,7 +78,27 @@ class LogFollower:
                         referrer=entry.referrer,
                     )
                 )
+        self._report_unreadable()
         return left, position
+
+    def _report_unreadable(self) -> None:
+        """Warn about skipped lines, with their count, at most every few minutes: a log in
+        another format would otherwise warn at every read."""
+        now = self._clock()
+        if not self._unreadable or (
+            self._warned_at is not None and now - self._warned_at < UNREADABLE_REPORT_INTERVAL
+        ):
+            return
+        log.warning(
+            "source %s: %d line(s) of %s are not %s access-log lines and were skipped; check "
+            "that access_log names the server's access log",
+            self._source,
+            self._unreadable,
+            self._path,
+            "Icecast" if self._kind == "icecast" else "SHOUTcast",
+        )
+        self._unreadable = 0
+        self._warned_at = now
 
     def close(self) -> None:
         self._tailer.close()
