@@ -4,8 +4,6 @@ The contract: whatever a server or a log hands over, a parser either returns a s
 (stated per case below) or raises its module's `FormatError`; access-log parsers return None
 (or `Skip.BAD`). Never another exception, never a hang, never an entity expanded, never a file
 read or a connection made because a document asked for it.
-
-Bugs found are marked `xfail(strict=True)` with the behaviour wanted; see the reasons.
 """
 
 from __future__ import annotations
