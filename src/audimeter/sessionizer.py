@@ -602,7 +602,7 @@ class Sessionizer:
         state = self._mounts.get(key)
         recent = self._recent.get(key, {})
         if obs.client_id:
-            if state is not None and self._end_live(state, obs.client_id, obs.at, events):
+            if state is not None and self._end_live(state, obs.client_id, obs, events):
                 return True
             for instance, entries in recent.items():
                 entry = entries.get(obs.client_id)
@@ -623,25 +623,28 @@ class Sessionizer:
             # Ended at its last sighting (an outage, a wait without notice), and listed again
             # since: the notice ends the session that carried on.
             if not match.exact and state is not None and match.session.instance == state.instance:
-                self._end_live(state, match.session.client_id, obs.at, events)
+                self._end_live(state, match.session.client_id, obs, events)
             return True
         assert state is not None
         session = match if isinstance(match, Session) else match.session
-        self._end_live(state, session.client_id, obs.at, events)
+        self._end_live(state, session.client_id, obs, events)
         return True
 
-    def _end_live(self, state: _Mount, client_id: str, at: int, events: list[Event]) -> bool:
-        """End an open or gone session of `state` at `at`, exactly; False if there is none."""
+    def _end_live(
+        self, state: _Mount, client_id: str, notice: ListenerLeft, events: list[Event]
+    ) -> bool:
+        """End an open or gone session of `state` as `notice` says; False if there is none."""
         session = state.sessions.pop(client_id, None)
         if session is not None:
-            self._close(session, state.last_seen, at, EndReason.LEFT, events, exact=True)
+            end = _exact_end(session, notice)
+            self._close(session, state.last_seen, end, EndReason.LEFT, events, exact=True)
             return True
         gone = state.gone.pop(client_id, None)
         if gone is not None:
             self._close(
                 gone.session,
                 gone.last_seen,
-                at,
+                _exact_end(gone.session, notice),
                 EndReason.LEFT,
                 events,
                 slot_held=False,
@@ -698,6 +701,16 @@ class Sessionizer:
         while slot in taken:
             slot += 1
         return slot
+
+
+def _exact_end(session: Session, notice: ListenerLeft) -> int:
+    """Where an exact notice ends a session: its start plus the seconds the server measured,
+    when both agree on the start within `START_TOLERANCE` (the whole-second clocks of server
+    and audimeter, read moments apart, may not); else the notice's own time."""
+    connected = _plausible(notice.duration)
+    if abs(notice.at - connected - session.started_at) <= START_TOLERANCE:
+        return session.started_at + connected
+    return notice.at
 
 
 _SAMPLE = 101

@@ -354,6 +354,18 @@ def left(at: int, duration: int, client_id: str = "", ip: str = "10.0.0.1") -> L
 
 
 EXACT_CASES = {
+    "joined a second after the server's connect time: lasts the seconds the server measured": (
+        [
+            poll(100),
+            ListenerJoined(SRC, 103, "/live", "9", "10.0.0.1", "VLC/3.0"),
+            left(109, 7, client_id="9"),
+        ],
+        [("start", "9", 103), ("end", "9", 110, "left")],
+    ),
+    "a notice whose start is far from the session's ends it at the notice's time": (
+        [poll(100, listener("1", 5)), poll(110), left(107, 2, client_id="1")],
+        [("start", "1", 95), ("end", "1", 107, "left")],
+    ),
     "missing from a poll: waits, then the log line gives the exact end": (
         [poll(100, listener("1", 5)), poll(110), left(107, 12)],
         [("start", "1", 95), ("end", "1", 107, "left")],
