@@ -72,6 +72,8 @@ class Pipeline:
         self._clock = clock
         self.dropped_keepalives = 0
         self._warned_at: float | None = None
+        self._stored_instances: dict[str, str] | None = None
+        """The server instances last committed: written again only when they change."""
 
     @property
     def sessionizer(self) -> Sessionizer:
@@ -118,14 +120,16 @@ class Pipeline:
         if quiet and not (events or changes or consumed_inbox or log_positions):
             return events
         outbox = self._requests(events)
+        instances = self._sessionizer.instances()
         self._store.commit(
             changes,
             self._sessionizer.mount_records(),
             outbox,
-            instances=self._sessionizer.instances(),
+            instances=None if instances == self._stored_instances else instances,
             consumed_inbox=consumed_inbox,
             log_positions=log_positions,
         )
+        self._stored_instances = instances
         for listener in self._listeners:
             listener(events)
         return events
@@ -234,13 +238,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})
             )
-            sink = MatomoSink(
-                store,
-                matomo_client,
-                tracking_url=matomo.tracking_url,
-                token_auth=matomo.token_auth.get_secret_value(),
-                batch_size=matomo.batch_size,
-            )
+            sink = MatomoSink.from_config(store, matomo_client, matomo)
             listeners.append(lambda events: sink.notify() if events else None)
         else:
             listeners.append(JsonLinesSink(out))
@@ -283,15 +281,15 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
 
         queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=1)
         tasks = []
+        # The restored sessions' starts let a poller tell a clock step from a server restart.
+        starts: dict[str, dict[str, int]] = {}
+        for session in sessionizer.sessions():
+            if session.instance == sessionizer.instance_of(session.source):
+                starts.setdefault(session.source, {})[session.client_id] = session.started_at
         for source in config.sources:
             client = await exit_stack.enter_async_context(source_client(source))
             instance = sessionizer.instance_of(source.name)
-            starts = {
-                s.client_id: s.started_at
-                for s in sessionizer.sessions()
-                if s.source == source.name and s.instance == instance
-            }
-            poller = make_poller(source, client, instance, starts)
+            poller = make_poller(source, client, instance, starts.get(source.name))
             tasks.append(asyncio.create_task(_poll_forever(poller, queue)))
         if sink is not None:
             tasks.append(asyncio.create_task(sink.run()))

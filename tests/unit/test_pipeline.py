@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from audimeter.matomo.mapping import RequestMapper, SiteMapping
-from audimeter.observations import Listener, ListenerList, MountPolled
+from audimeter.observations import Listener, ListenerList, MountPolled, SourceSeen
 from audimeter.runner import Pipeline
 from audimeter.sessionizer import Sessionizer
 from audimeter.store import Store
@@ -53,3 +53,11 @@ def test_a_full_outbox_keeps_starts_and_ends_but_not_keepalives(
     store.acknowledge([row.id for row in store.outbox_batch(100)])  # Matomo took them all
     pipeline.feed([poll(1250, Listener("2", "10.0.0.2", "VLC", 500))])
     assert kinds(store)[-1] == "alive"  # room again: keep-alives are queued again
+
+
+def test_server_instances_are_stored_when_they_change(tmp_path: Path) -> None:
+    pipeline, store = make(tmp_path, None)
+    pipeline.feed([SourceSeen("main", 1000, "i1", frozenset())])
+    assert store.load_instances() == {"main": "i1"}
+    pipeline.feed([SourceSeen("main", 1010, "i2", frozenset())])
+    assert store.load_instances() == {"main": "i2"}
