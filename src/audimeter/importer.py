@@ -471,14 +471,7 @@ async def deliver(
     async with httpx.AsyncClient(
         timeout=matomo.timeout, headers={"User-Agent": USER_AGENT}
     ) as client:
-        sink = MatomoSink(
-            store,
-            client,
-            tracking_url=matomo.tracking_url,
-            token_auth=matomo.token_auth.get_secret_value(),
-            batch_size=matomo.batch_size,
-            backoff=backoff,
-        )
+        sink = MatomoSink.from_config(store, client, matomo, backoff)
         failures = 0
         with _progress(console, bytes_=False) as progress:
             task = progress.add_task("sending to Matomo", total=total)

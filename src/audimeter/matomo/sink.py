@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from audimeter.config import MatomoConfig
 from audimeter.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,23 @@ class MatomoSink:
         self._wakeup = asyncio.Event()
         self.stats = SinkStats()
         self._failures = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        store: Store,
+        client: httpx.AsyncClient,
+        matomo: MatomoConfig,
+        backoff: Backoff | None = None,
+    ) -> MatomoSink:
+        return cls(
+            store,
+            client,
+            tracking_url=matomo.tracking_url,
+            token_auth=matomo.token_auth.get_secret_value(),
+            batch_size=matomo.batch_size,
+            backoff=backoff,
+        )
 
     def notify(self) -> None:
         """New rows are in the outbox."""
