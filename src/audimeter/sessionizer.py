@@ -745,32 +745,22 @@ def _match(
     latest = end + START_TOLERANCE
     ip, user_agent = listener.ip, listener.user_agent
     logged = _as_logged(user_agent)
-
-    def fits(session: Session) -> bool:
-        if session.ip != ip:
-            return False
-        return session.user_agent == user_agent or _as_logged(session.user_agent) == logged
-
+    candidates: list[Iterable[tuple[Session | _Gone | SessionRemembered, Session]]] = []
     if state is not None:
         if state.last_seen <= latest:  # every open session was listed at the last poll
-            for session in state.sessions.values():
-                if fits(session):
-                    gap = abs(session.started_at - start)
-                    if gap < best_gap:
-                        best, best_gap = session, gap
-        for gone in state.gone.values():
-            session = gone.session
-            if gone.last_seen <= latest and fits(session):
-                gap = abs(session.started_at - start)
-                if gap < best_gap:
-                    best, best_gap = gone, gap
-    for entries in recent.values():
-        for entry in entries.values():
-            session = entry.session
-            if entry.seen <= latest and fits(session):
-                gap = abs(session.started_at - start)
-                if gap < best_gap:
-                    best, best_gap = entry, gap
+            candidates.append((session, session) for session in state.sessions.values())
+        candidates.append((g, g.session) for g in state.gone.values() if g.last_seen <= latest)
+    candidates += (
+        ((e, e.session) for e in entries.values() if e.seen <= latest)
+        for entries in recent.values()
+    )
+    for candidate, session in itertools.chain.from_iterable(candidates):
+        if session.ip == ip and (
+            session.user_agent == user_agent or _as_logged(session.user_agent) == logged
+        ):
+            gap = abs(session.started_at - start)
+            if gap < best_gap:
+                best, best_gap = candidate, gap
     return best
 
 
