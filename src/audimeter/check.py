@@ -50,7 +50,7 @@ async def check_source(source: SourceConfig) -> CheckResult:
         )
 
 
-# Where Matomo's users and their roles are set, for the messages that ask for a change there.
+# Matomo's pages where the failures below are fixed, named in their messages.
 USERS_PAGE = "Matomo > Administration > Users"
 SITES_PAGE = "Matomo > Administration > Websites > Manage"
 TOKENS_PAGE = "Matomo > Administration > Personal > Security > Auth tokens"
