@@ -45,6 +45,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from audimeter.clients import USER_AGENT
 from audimeter.config import Config, MatomoConfig, SourceConfig
 from audimeter.events import Event, Session, SessionKeptAlive, SessionStarted
 from audimeter.matomo.mapping import RequestMapper, SaltSource, mapper_for, visitor_id
@@ -52,7 +53,6 @@ from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.observations import Listener
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
-from audimeter.runner import USER_AGENT
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.sources.accesslog import Skip, scanner_for
 from audimeter.store import Store

@@ -24,7 +24,8 @@ from typing import TextIO
 import httpx
 
 from audimeter import __version__
-from audimeter.config import Config, SourceConfig
+from audimeter.clients import USER_AGENT, source_client
+from audimeter.config import Config
 from audimeter.events import Event, SessionKeptAlive
 from audimeter.matomo.mapping import RequestMapper, mapper_for
 from audimeter.matomo.sink import MatomoSink
@@ -42,7 +43,6 @@ from audimeter.webhook import WebhookReceiver, decode
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DRAIN_SECONDS = 5.0
-USER_AGENT = f"audimeter/{__version__}"
 
 EventListener = Callable[[list[Event]], None]
 
@@ -155,12 +155,6 @@ def build_sessionizer(config: Config, store: Store) -> Sessionizer:
         remembered=store.load_remembered(),
         instances=store.load_instances(),
         resumed_at=int(time.time()),
-    )
-
-
-def source_client(source: SourceConfig) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=source.timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
     )
 
 

@@ -41,8 +41,8 @@ def test_check_passes_against_working_icecast_and_matomo(
     assert f"1 mount(s) with 0 listener(s): {MOUNT} (0)" in lines[0]
     assert lines[1:] == [
         f"ok    matomo: Matomo 5.1.0 at {matomo.url}, token accepted",
-        "ok    matomo site 1: exists (Site 1)",
-        "ok    matomo write access: token_auth may send listener IPs and start times to site 1",
+        "ok    matomo site 1 (matomo.site_id): Site 1; the token may send listener IPs and start"
+        " times (write access)",
     ]
 
 
@@ -61,7 +61,11 @@ def test_check_names_what_is_wrong(
     source_line, matomo_line = result.stdout.splitlines()
     assert source_line.startswith("FAIL  source main: (")
     assert "credentials refused (HTTP 401); check username and password" in source_line
-    assert matomo_line == "FAIL  matomo: You must be logged in to access this functionality."
+    assert matomo_line == (
+        f"FAIL  matomo: Matomo at {matomo.url} refused the token (Unable to authenticate with the"
+        " provided token. It is either invalid or expired.): set matomo.token_auth to a token"
+        " from Matomo > Administration > Personal > Security > Auth tokens"
+    )
     assert "not-the-password" not in result.stdout + result.stderr
     assert "0123456789abcdef" not in result.stdout + result.stderr
 
@@ -80,7 +84,11 @@ def test_check_unknown_site_and_unreachable_source(
     lines = result.stdout.splitlines()
     assert "unreachable (connection refused or no route)" in lines[0]
     assert lines[1].startswith("ok    matomo: Matomo 5.1.0")
-    assert lines[2].startswith("FAIL  matomo site 1: ")
+    assert lines[2:] == [
+        "FAIL  matomo site 1 (matomo.site_id): no such site, or the token's user has no access to"
+        " it: give it write access in Matomo > Administration > Users, or change the site id in"
+        " the configuration"
+    ]
 
 
 @pytest.mark.icecast

@@ -19,8 +19,8 @@ from typing import Any, TypeVar, cast
 import httpx
 import pytest
 
+from audimeter.clients import source_client
 from audimeter.config import SourceConfig
-from audimeter.runner import source_client
 from audimeter.sources import SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.http import MAX_RESPONSE_BYTES, FetchError, fetch

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "DEFAULT_TOKEN",
-    "LOGIN_REQUIRED",
+    "TOKEN_REFUSED",
     "Batch",
     "RecordingMatomo",
     "TrackedRequest",
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN = "0123456789abcdef0123456789abcdef"
-LOGIN_REQUIRED = "You must be logged in to access this functionality."
+TOKEN_REFUSED = "Unable to authenticate with the provided token. It is either invalid or expired."
 REDACTED = "<redacted>"
 
 #: Matomo accepts a ``cdt`` up to this many seconds old without ``token_auth``.
@@ -60,6 +60,7 @@ DEFAULT_TIME_ONE_PAGE_VISIT = 0
 _TRACKING_PATHS = ("/matomo.php", "/piwik.php")
 _API_PATHS = ("/index.php", "/")
 _ERROR_BODY = '{"status":"error","tracked":0,"invalid":0}'
+_API_ERROR_PAGE = "<!DOCTYPE html><html><head><title>Matomo &rsaquo; Error</title></head></html>"
 
 
 # --------------------------------------------------------------------------- records
@@ -254,10 +255,14 @@ class RecordingMatomo:
         site_ids: Iterable[int] = frozenset({1}),
         superuser: bool = False,
         version: str = "5.1.0",
+        access: Mapping[int, str] | None = None,
     ) -> None:
         self._token = token_auth
         self._site_ids = frozenset(int(s) for s in site_ids)
         self._superuser = superuser
+        # The token's role (view, write, admin) per site for the Reporting API; write on every
+        # site when None. A super user is admin everywhere, as Matomo lists it.
+        self._access = dict(access) if access is not None else None
         self._version = version
         self._lock = threading.Lock()
         self._requests: list[TrackedRequest] = []
@@ -405,11 +410,12 @@ class RecordingMatomo:
                 200, "<p>This resource is part of Matomo.</p>", "text/html; charset=utf-8", delay
             )
         if path in _API_PATHS:
-            params = dict(parse_qsl(parts.query, keep_blank_values=True))
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            params = dict(query)
             if method == "POST" and "json" not in content_type:
                 form = body.decode("utf-8", errors="replace")
                 params.update(parse_qsl(form, keep_blank_values=True))
-            return self._api(params)
+            return self._api(params, query)
         with self._lock:
             delay = self._faults.delay
         return _Reply(404, "not found", "text/plain; charset=utf-8", delay)
@@ -518,44 +524,85 @@ class RecordingMatomo:
 
     # ----------------------------------------------------------------- reporting API
 
-    def _api(self, params: Mapping[str, str]) -> _Reply:
+    def _role(self, token: object, site: int) -> str | None:
+        """The role (view, write, admin) of the token's user on `site`; None without access."""
+        if not self._token_ok(token) or site not in self._site_ids:
+            return None
+        if self._superuser:
+            return "admin"
+        return self._access.get(site) if self._access is not None else "write"
+
+    def _api(self, params: Mapping[str, str], query: Mapping[str, str]) -> _Reply:
+        """One Reporting API request, answered as Matomo 5 answers it (statuses included)."""
         method = params.get("method", "")
         with self._lock:
             self._api_calls.append(method)
             delay = self._faults.delay
-
-        def error(message: str) -> _Reply:
-            return _Reply(200, _dumps({"result": "error", "message": message}), delay=delay)
-
         if params.get("module") != "API":
-            return error("The module is not specified or not supported.")
-        if not self._token_ok(params.get("token_auth")):
-            return error(LOGIN_REQUIRED)
+            return _Reply(200, _API_ERROR_PAGE, "text/html; charset=utf-8", delay)
+        token = params.get("token_auth") or None
+        if token is not None and not self._token_ok(token):
+            # Matomo knows the answer should be JSON only when the query string says so.
+            if all(key in query for key in ("module", "format", "method")):
+                return _Reply(401, _dumps(_api_error(TOKEN_REFUSED)), delay=delay)
+            return _Reply(401, _API_ERROR_PAGE, "text/html; charset=utf-8", delay)
+        if method == "API.getBulkRequest":
+            calls = sorted(
+                (int(key[5:-1]), dict(parse_qsl(value, keep_blank_values=True)))
+                for key, value in params.items()
+                if key.startswith("urls[") and key.endswith("]") and key[5:-1].isdigit()
+            )
+            answers = [
+                self._api_method(call.get("method", ""), call, token)[1] for _, call in calls
+            ]
+            return _Reply(200, _dumps(answers), delay=delay)
+        status, answer = self._api_method(method, params, token)
+        return _Reply(status, _dumps(answer), delay=delay)
+
+    def _api_method(
+        self, method: str, params: Mapping[str, str], token: str | None
+    ) -> tuple[int, object]:
+        """HTTP status and answer of one method, for a known token or none (anonymous)."""
+        roles = {site: self._role(token, site) for site in sorted(self._site_ids)}
         if method == "API.getMatomoVersion":
-            return _Reply(200, _dumps({"value": self._version}), delay=delay)
-        if method == "SitesManager.getSitesIdWithAtLeastWriteAccess":
-            return _Reply(200, _dumps(sorted(self._site_ids)), delay=delay)
+            if not any(roles.values()):
+                return 401, _api_error(
+                    "You can't access this resource as it requires view access for at least one"
+                    " website."
+                )
+            return 200, {"value": self._version}
+        if method == "UsersManager.hasSuperUserAccess":
+            return 200, {"value": self._superuser and token is not None}
+        for role in ("admin", "write", "view"):
+            if method == f"SitesManager.getSitesIdWith{role.title()}Access":
+                return 200, [site for site, has in roles.items() if has == role]
         if method == "SitesManager.getSiteFromId":
             raw = params.get("idSite", "")
-            if not raw.strip().isdigit() or int(raw) not in self._site_ids:
-                if self._superuser:
-                    return error(
-                        f"An unexpected website was found in the request: website id was set to"
-                        f" '{raw}' ."
-                    )
-                return error(
-                    "You can't access this resource as it requires 'view' access for the"
-                    f" website id = {raw}."
+            if raw.strip().isdigit() and roles.get(int(raw)):
+                site = int(raw)
+                return 200, {
+                    "idsite": site,
+                    "name": f"Site {site}",
+                    "main_url": "https://example.org",
+                }
+            if self._superuser and token is not None:
+                return 200, _api_error(
+                    "An unexpected website was found in the request: website id was set to"
+                    f" '{raw}' ."
                 )
-            site = int(raw)
-            return _Reply(
-                200,
-                _dumps(
-                    {"idsite": str(site), "name": f"Site {site}", "main_url": "https://example.org"}
-                ),
-                delay=delay,
+            return 401, _api_error(
+                "You can't access this resource as it requires 'view' access for the website"
+                f" id = {raw}."
             )
-        return error(f"The method '{method}' does not exist or is not available.")
+        module, _, name = method.partition(".")
+        return 200, _api_error(
+            f"The method '{name}' does not exist or is not available in the module"
+            f" '\\Piwik\\Plugins\\{module}\\API'."
+        )
+
+
+def _api_error(message: str) -> dict[str, str]:
+    return {"result": "error", "message": message}
 
 
 # --------------------------------------------------------------------------- the oracle

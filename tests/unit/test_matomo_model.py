@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.matomo import (
     DEFAULT_TOKEN,
-    LOGIN_REQUIRED,
+    TOKEN_REFUSED,
     RecordingMatomo,
     TrackedRequest,
     VisitModel,
@@ -344,10 +344,12 @@ def bulk(
     return client.post(server.url + "matomo.php", json=body)
 
 
-def api(client: httpx.Client, server: RecordingMatomo, method: str, **params: str) -> Any:
+def api(
+    client: httpx.Client, server: RecordingMatomo, method: str, expect: int = 200, **params: str
+) -> Any:
     query = {"module": "API", "method": method, "format": "json", **params}
     response = client.get(server.url + "index.php", params=query)
-    assert response.status_code == 200
+    assert response.status_code == expect
     return response.json()
 
 
@@ -568,6 +570,8 @@ def test_recorded_requests_feed_the_model(matomo: RecordingMatomo, client: httpx
 
 
 # --------------------------------------------------------------------------- Reporting API
+# The answers below are those a real Matomo 5.0.2 gave (tests/realmatomo/test_check.py runs
+# `audimeter check` against one).
 
 
 def test_api_version(client: httpx.Client) -> None:
@@ -578,34 +582,106 @@ def test_api_version(client: httpx.Client) -> None:
         assert server.api_calls == ["API.getMatomoVersion"]
 
 
-def test_api_site_from_id(matomo: RecordingMatomo, client: httpx.Client) -> None:
-    site = api(client, matomo, "SitesManager.getSiteFromId", idSite="1", token_auth=DEFAULT_TOKEN)
-    assert site == {"idsite": "1", "name": "Site 1", "main_url": "https://example.org"}
-    missing = api(
-        client, matomo, "SitesManager.getSiteFromId", idSite="5", token_auth=DEFAULT_TOKEN
-    )
-    assert missing["result"] == "error"
-    assert missing["message"]
-
-
-def test_api_sites_with_write_access(client: httpx.Client) -> None:
-    with RecordingMatomo(site_ids={3, 1}) as server:
-        ids = api(
+def test_api_site_from_id(client: httpx.Client) -> None:
+    site = {"idsite": 1, "name": "Site 1", "main_url": "https://example.org"}
+    unknown = "An unexpected website was found in the request: website id was set to '5' ."
+    denied = "You can't access this resource as it requires 'view' access for the website id = 5."
+    with RecordingMatomo(superuser=True) as server:
+        assert (
+            api(client, server, "SitesManager.getSiteFromId", idSite="1", token_auth=DEFAULT_TOKEN)
+            == site
+        )
+        missing = api(
+            client, server, "SitesManager.getSiteFromId", idSite="5", token_auth=DEFAULT_TOKEN
+        )
+        assert missing == {"result": "error", "message": unknown}
+    with RecordingMatomo() as server:
+        # Matomo does not tell other users whether a site they may not see exists.
+        missing = api(
             client,
             server,
-            "SitesManager.getSitesIdWithAtLeastWriteAccess",
+            "SitesManager.getSiteFromId",
+            expect=401,
+            idSite="5",
             token_auth=DEFAULT_TOKEN,
         )
-        assert ids == [1, 3]
+        assert missing == {"result": "error", "message": denied}
 
 
-@pytest.mark.parametrize("token", [None, "", "0" * 32])
-def test_api_refuses_a_wrong_or_missing_token(
-    matomo: RecordingMatomo, client: httpx.Client, token: str | None
+@pytest.mark.parametrize(
+    ("superuser", "access", "lists"),
+    [
+        (True, None, ([1, 2], [], [], True)),
+        (False, None, ([], [1, 2], [], False)),
+        (False, {1: "admin", 2: "view"}, ([1], [], [2], False)),
+        (False, {2: "write"}, ([], [2], [], False)),
+    ],
+)
+def test_api_sites_by_role(
+    client: httpx.Client,
+    superuser: bool,
+    access: dict[int, str] | None,
+    lists: tuple[list[int], list[int], list[int], bool],
 ) -> None:
-    params = {} if token is None else {"token_auth": token}
-    answer = api(client, matomo, "API.getMatomoVersion", **params)
-    assert answer == {"result": "error", "message": LOGIN_REQUIRED}
+    with RecordingMatomo(site_ids={2, 1}, superuser=superuser, access=access) as server:
+        answers = tuple(
+            api(client, server, method, token_auth=DEFAULT_TOKEN)
+            for method in (
+                "SitesManager.getSitesIdWithAdminAccess",
+                "SitesManager.getSitesIdWithWriteAccess",
+                "SitesManager.getSitesIdWithViewAccess",
+                "UsersManager.hasSuperUserAccess",
+            )
+        )
+    assert answers == (*lists[:3], {"value": lists[3]})
+
+
+def test_api_bulk_request(client: httpx.Client) -> None:
+    with RecordingMatomo(access={1: "view"}) as server:
+        response = client.post(
+            server.url + "index.php",
+            params={"module": "API", "format": "json", "method": "API.getBulkRequest"},
+            data={
+                "token_auth": DEFAULT_TOKEN,
+                "urls[1]": "method=SitesManager.getSiteFromId&idSite=1",
+                "urls[0]": "method=SitesManager.getSitesIdWithViewAccess",
+                "urls[2]": "method=SitesManager.getSiteFromId&idSite=9",
+            },
+        )
+    assert response.status_code == 200
+    assert response.json() == [
+        [1],
+        {"idsite": 1, "name": "Site 1", "main_url": "https://example.org"},
+        {
+            "result": "error",
+            "message": "You can't access this resource as it requires 'view' access for the"
+            " website id = 9.",
+        },
+    ]
+
+
+def test_api_without_a_token_sees_no_site(matomo: RecordingMatomo, client: httpx.Client) -> None:
+    assert api(client, matomo, "SitesManager.getSitesIdWithWriteAccess") == []
+    assert api(client, matomo, "API.getMatomoVersion", expect=401)["result"] == "error"
+
+
+@pytest.mark.parametrize("token", ["0" * 32, "x"])
+def test_api_refuses_a_wrong_token(
+    matomo: RecordingMatomo, client: httpx.Client, token: str
+) -> None:
+    answer = api(client, matomo, "API.getBulkRequest", expect=401, token_auth=token)
+    assert answer == {"result": "error", "message": TOKEN_REFUSED}
+    # Without module, format and method in the query string, the refusal is an HTML page.
+    response = client.post(
+        matomo.url + "index.php",
+        data={
+            "module": "API",
+            "format": "json",
+            "method": "API.getMatomoVersion",
+            "token_auth": token,
+        },
+    )
+    assert (response.status_code, response.headers["content-type"][:9]) == (401, "text/html")
 
 
 def test_api_token_in_post_body(matomo: RecordingMatomo, client: httpx.Client) -> None:
@@ -617,8 +693,14 @@ def test_api_token_in_post_body(matomo: RecordingMatomo, client: httpx.Client) -
 
 
 def test_api_unknown_method(matomo: RecordingMatomo, client: httpx.Client) -> None:
-    answer = api(client, matomo, "Nope.nothing", token_auth=DEFAULT_TOKEN)
-    assert answer["result"] == "error"
+    answer = api(
+        client, matomo, "SitesManager.getSitesIdWithAtLeastWriteAccess", token_auth=DEFAULT_TOKEN
+    )
+    assert answer == {
+        "result": "error",
+        "message": "The method 'getSitesIdWithAtLeastWriteAccess' does not exist or is not"
+        " available in the module '\\Piwik\\Plugins\\SitesManager\\API'.",
+    }
 
 
 def test_token_is_never_printed(capfd: pytest.CaptureFixture[str]) -> None:
