@@ -18,16 +18,12 @@ class MatomoApi:
         self._token = token_auth
 
     async def call(self, method: str, **params: str) -> Any:
-        # POST keeps the token out of URLs, and so out of every access log on the way.
-        form = {
-            "module": "API",
-            "method": method,
-            "format": "json",
-            **params,
-            "token_auth": self._token,
-        }
+        # POST keeps the token out of URLs, and so out of every access log on the way. Matomo
+        # answers errors (a refused token: HTTP 401) as JSON only with these in the query string.
+        query = {"module": "API", "format": "json", "method": method}
+        form = {**params, "token_auth": self._token}
         try:
-            response = await self._client.post(self._url, data=form)
+            response = await self._client.post(self._url, params=query, data=form)
         except httpx.TimeoutException:
             raise MatomoApiError(f"no answer from {self._url} within the timeout") from None
         except httpx.HTTPError as exc:
