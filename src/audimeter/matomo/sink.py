@@ -295,7 +295,7 @@ class MatomoSink:
                 sent = self._store.release(site)
                 self._parked.discard(site)
                 self._announced.discard(site)
-                log.warning(
+                log.info(
                     "matomo site %d takes the token again: %d kept request(s) are being sent",
                     site,
                     sent,
