@@ -3,7 +3,8 @@
 One SQLite file in WAL mode. Everything one poll cycle changes is written in one transaction, so
 after a crash the file holds the state of the last complete cycle and the requests it produced;
 replaying from there yields the same sessions again. Outbox rows are deleted only once Matomo
-accepted them (at-least-once delivery).
+accepted them (at-least-once delivery). Requests for a site that Matomo refuses to the token wait
+in `parked`, with their outbox ids, and go back to the outbox, in order, once it takes them again.
 
 The visitor-id salts of rotation periods (`[privacy] salt_rotation`) are kept in `salts`; what
 `audimeter forget` deletes is chosen by `audimeter.privacy` and deleted here, from a connection
@@ -31,10 +32,10 @@ from audimeter.sessionizer import (
     StateChange,
 )
 
-SCHEMA_VERSION = 2
-UPGRADABLE = {1}
+SCHEMA_VERSION = 3
+UPGRADABLE = {1, 2}
 """Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
-which the schema script creates when they are missing."""
+version 3 the table `parked`; the schema script creates them when they are missing."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -87,6 +88,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parked (
+    id INTEGER PRIMARY KEY,
+    site INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    parked_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parked_by_site ON parked(site, id);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY,
     payload TEXT NOT NULL,
@@ -441,12 +450,19 @@ class Store:
         return [OutboxRow(*row) for row in rows]
 
     def outbox_span(self) -> int:
-        """An upper bound of the outbox's size, cheap however large it is."""
-        row = self._db.execute("SELECT max(id) - min(id) + 1 FROM outbox").fetchone()
-        return int(row[0] or 0)
+        """An upper bound of the outbox's size (parked requests included), cheap however large
+        it is."""
+        row = self._db.execute(
+            "SELECT (SELECT max(id) - min(id) + 1 FROM outbox), (SELECT count(*) FROM parked)"
+        ).fetchone()
+        return int(row[0] or 0) + int(row[1])
 
     def outbox_size(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        """Requests not yet accepted by Matomo: those waiting in the outbox and the parked ones."""
+        row = self._db.execute(
+            "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM parked)"
+        ).fetchone()
+        return int(row[0]) + int(row[1])
 
     def acknowledge(self, ids: Sequence[int]) -> None:
         with self._transaction() as db:
@@ -462,6 +478,38 @@ class Store:
                 [(row.id, row.payload, reason, now) for row in rows],
             )
             db.executemany("DELETE FROM outbox WHERE id=?", [(row.id,) for row in rows])
+
+    def park(self, rows: Sequence[tuple[OutboxRow, int]]) -> None:
+        """Move requests out of the outbox into `parked`, each under its site (`(row, site)`)."""
+        now = int(time.time())
+        with self._transaction() as db:
+            for row, site in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO parked(id, site, payload, created_at, parked_at)"
+                    " SELECT id, ?, payload, created_at, ? FROM outbox WHERE id=?",
+                    (site, now, row.id),
+                )
+                db.execute("DELETE FROM outbox WHERE id=?", (row.id,))
+
+    def parked_sites(self) -> dict[int, int]:
+        """How many requests are parked, per site."""
+        rows = self._db.execute("SELECT site, count(*) FROM parked GROUP BY site")
+        return {int(site): int(count) for site, count in rows}
+
+    def release(self, site: int) -> int:
+        """Put the parked requests of `site` back into the outbox; returns how many.
+
+        They keep their outbox ids (never reused), so they leave before any request queued
+        for the site since, and each visitor's requests stay in time order.
+        """
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO outbox(id, payload, created_at)"
+                " SELECT id, payload, created_at FROM parked WHERE site=? ORDER BY id",
+                (site,),
+            )
+            cursor = db.execute("DELETE FROM parked WHERE site=?", (site,))
+        return cursor.rowcount
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._db.execute(
@@ -520,8 +568,8 @@ class Store:
         notice: Callable[[str], bool],
     ) -> Forgotten:
         """Delete the sessions (open, or ended and kept for a while) whose address `session_ip`
-        picks, the outbox requests and
-        dead letters whose payload `request` picks, and the inbox notices `notice` picks.
+        picks, the outbox requests (parked ones included) and dead letters whose payload
+        `request` picks, and the inbox notices `notice` picks.
 
         Meant for a store from `open_exclusive` (secure delete on). The file is then rebuilt
         (VACUUM) and its write-ahead log emptied, so that no copy of a deleted row stays behind
@@ -539,6 +587,7 @@ class Store:
                 for table in ("sessions", "ended")
             }
             outbox = self._pick("outbox", request)
+            parked = self._pick("parked", request)
             dead = self._pick("dead_letter", request)
             inbox = self._pick("inbox", notice)
         except sqlite3.Error as exc:
@@ -550,7 +599,12 @@ class Store:
                     " WHERE source=? AND instance=? AND mount=? AND client_id=?",
                     keys,
                 )
-            for table, ids in (("outbox", outbox), ("dead_letter", dead), ("inbox", inbox)):
+            for table, ids in (
+                ("outbox", outbox),
+                ("parked", parked),
+                ("dead_letter", dead),
+                ("inbox", inbox),
+            ):
                 db.executemany(f"DELETE FROM {table} WHERE id=?", [(i,) for i in ids])  # noqa: S608
         try:
             self._db.execute("VACUUM")
@@ -561,7 +615,11 @@ class Store:
                 f"({exc}): copies of them may remain in its free space until it is"
             ) from None
         return Forgotten(
-            len(picked["sessions"]), len(outbox), len(dead), len(inbox), len(picked["ended"])
+            len(picked["sessions"]),
+            len(outbox) + len(parked),
+            len(dead),
+            len(inbox),
+            len(picked["ended"]),
         )
 
     def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:

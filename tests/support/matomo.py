@@ -106,6 +106,7 @@ class _Faults:
     body: str = _ERROR_BODY
     delay: float = 0.0
     invalid: list[Callable[[dict[str, str]], bool]] = field(default_factory=list)
+    refused_sites: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,23 @@ class RecordingMatomo:
         with self._lock:
             self._faults.invalid.append(predicate)
 
+    def refuse_sites(self, *site_ids: int) -> None:
+        """The token loses write access to ``site_ids`` (or they are deleted): their requests
+        that need a token (``cip``, an old ``cdt``) are invalid, as on Matomo 5, and the rest
+        of each batch is tracked. ``allow_sites`` gives the access back."""
+        with self._lock:
+            self._faults.refused_sites.update(site_ids)
+
+    def allow_sites(self, *site_ids: int) -> None:
+        """The token may write to ``site_ids`` again."""
+        with self._lock:
+            self._faults.refused_sites.difference_update(site_ids)
+
+    @property
+    def refused_sites(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._faults.refused_sites)
+
     def recover(self) -> None:
         """Clear every injected fault."""
         with self._lock:
@@ -467,7 +485,11 @@ class RecordingMatomo:
                 if params.get("rec") != "1":
                     ignored.append(index)
                     continue
-                reason = self._invalid_reason(params, token_valid, received_at)
+                # A token without access to the site authenticates nothing for it.
+                site_token = token_valid and params.get("idsite") not in {
+                    str(site) for site in faults.refused_sites
+                }
+                reason = self._invalid_reason(params, site_token, received_at)
                 if reason is None and any(p(dict(params)) for p in faults.invalid):
                     reason = "marked invalid by the test"
                 if reason is not None:
@@ -528,6 +550,9 @@ class RecordingMatomo:
         """The role (view, write, admin) of the token's user on `site`; None without access."""
         if not self._token_ok(token) or site not in self._site_ids:
             return None
+        with self._lock:
+            if site in self._faults.refused_sites:
+                return None
         if self._superuser:
             return "admin"
         return self._access.get(site) if self._access is not None else "write"

@@ -110,6 +110,69 @@ def test_outbox_acknowledge_and_dead_letter(tmp_path: Path) -> None:
     assert (dead.payload, dead.reason) == ("?n=1", "HTTP 400: bad")
 
 
+def test_parked_requests_wait_outside_the_outbox_and_come_back_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    store.commit([], [], [f"?idsite={1 + n % 2}&n={n}" for n in range(6)])
+    rows = store.outbox_batch(4)
+    store.park([(row, 2) for row in rows if "idsite=2" in row.payload])
+    assert [r.payload for r in store.outbox_batch(10)] == [
+        "?idsite=1&n=0",
+        "?idsite=1&n=2",
+        "?idsite=1&n=4",
+        "?idsite=2&n=5",
+    ]
+    assert store.parked_sites() == {2: 2}
+    # Parked requests count as not yet delivered, for the outbox limit too.
+    assert store.outbox_size() == 6
+    assert store.outbox_span() >= 6
+    store.acknowledge([r.id for r in store.outbox_batch(10) if "idsite=1" in r.payload])
+    store.close()
+
+    store = Store.open(path)  # parked requests are durable
+    assert store.parked_sites() == {2: 2}
+    assert store.release(2) == 2
+    assert store.parked_sites() == {}
+    # Back in the outbox ahead of the request queued for site 2 after them.
+    assert [r.payload for r in store.outbox_batch(10)] == [
+        "?idsite=2&n=1",
+        "?idsite=2&n=3",
+        "?idsite=2&n=5",
+    ]
+    store.commit([], [], ["?idsite=2&n=6"])
+    assert store.outbox_batch(10)[-1].payload == "?idsite=2&n=6"  # ids are never reused
+
+
+def test_forget_deletes_parked_requests_too(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    store.commit([], [], ["?idsite=2&cip=203.0.113.9", "?idsite=2&cip=198.51.100.7"])
+    store.park([(row, 2) for row in store.outbox_batch(10)])
+    store.close()
+    store = Store.open_exclusive(path)
+    forgotten = store.forget(
+        session_ip=lambda ip: False,
+        request=lambda payload: "203.0.113.9" in payload,
+        notice=lambda payload: False,
+    )
+    assert forgotten.outbox == 1
+    assert store.parked_sites() == {2: 1}
+    store.close()
+
+
+def test_a_state_file_of_schema_2_gets_the_parked_table(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    Store.open(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE parked; UPDATE meta SET value='2' WHERE key='schema_version';")
+    db.close()
+    store = Store.open(path)
+    assert store.parked_sites() == {}
+    store.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
+    assert version.fetchone() == (str(SCHEMA_VERSION),)
+
+
 def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     garbage = b"this is not a database" * 100

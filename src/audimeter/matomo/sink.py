@@ -4,10 +4,19 @@ One batch is in flight at a time and batches leave in outbox order, so one visit
 Matomo in time order. A batch is deleted from the outbox only after Matomo answered for it:
 
 * 200 with no invalid request: acknowledged.
-* 200 with some invalid requests: those (from `invalid_indices`, or the whole batch when Matomo
-  does not say which) go to the dead-letter table with Matomo's answer; the rest is acknowledged.
-* 200 with every request invalid, 401 or 403: the token or site is wrong for all of them, so the
-  batch stays and is retried, with an error in the log, until the configuration is fixed.
+* 200 with invalid requests: Matomo tracked the others (measured on Matomo 5.0.2) and names the
+  invalid ones (`invalid_indices`) only to a super user. The sink asks the Reporting API which
+  sites the token may track to (`audimeter.matomo.access`). Requests for a site it may not (access
+  removed, site deleted) are *parked*: kept in the state file, with every later request for that
+  site, while the other sites' requests keep flowing; the access is asked again on a backoff up
+  to once a minute, and once the site takes the token again its requests go back to the outbox,
+  in their order. Invalid requests for a site the token may write are bad in themselves and go
+  to the dead-letter table; when Matomo did not name them in a batch it tracked in part, the
+  rest of that batch goes there, marked as such. When the API
+  cannot tell (unreachable, token refused), a batch refused whole is retried with backoff, and
+  the invalid requests of one tracked in part go to the dead-letter table.
+* 401 or 403: the token is wrong for all of them, so the batch stays and is retried, with an
+  error in the log, until the configuration is fixed.
 * another 4xx: Matomo rolled the batch back; it is split to find the requests it refuses, and a
   single refused request goes to the dead-letter table.
 * 5xx, timeouts and network errors: the same batch is retried with exponential backoff.
@@ -16,15 +25,20 @@ Matomo in time order. A batch is deleted from the outbox only after Matomo answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 import httpx
 
 from audimeter.config import MatomoConfig
+from audimeter.matomo.access import SiteAccess
+from audimeter.matomo.api import MatomoApi, MatomoApiError
 from audimeter.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -44,10 +58,16 @@ class _Retry(Exception):
     """The batch could not be delivered now; try it again later."""
 
 
+REFUSED_SITE_RETRY = Backoff(initial=5.0, maximum=60.0)
+"""How often the access to a refused site is asked again: soon after a refusal (an access
+removed by mistake and given back), then once a minute."""
+
+
 @dataclass(slots=True)
 class SinkStats:
     sent: int = 0
     dead_lettered: int = 0
+    parked: int = 0
     failures: int = 0
 
 
@@ -60,8 +80,12 @@ class MatomoSink:
         tracking_url: str,
         token_auth: str,
         batch_size: int,
+        api_url: str | None = None,
         backoff: Backoff | None = None,
+        refused_retry: Backoff = REFUSED_SITE_RETRY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """Without `api_url`, refusals cannot be told apart: nothing is parked."""
         self._store = store
         self._client = client
         self._url = tracking_url
@@ -71,6 +95,18 @@ class MatomoSink:
         self._wakeup = asyncio.Event()
         self.stats = SinkStats()
         self._failures = 0
+        self._clock = clock
+        self._access = (
+            SiteAccess(MatomoApi(client, api_url, token_auth), clock) if api_url else None
+        )
+        self._refused_retry = refused_retry
+        self._parked = set(store.parked_sites())
+        """Sites whose requests are parked: their later requests are parked unsent."""
+        self._announced: set[int] = set()
+        """Parked sites whose refusal this process has logged."""
+        self._checks = 0
+        self._next_check = clock()  # parked sites left by an earlier run: asked at once
+        self._api_failing = False
 
     @classmethod
     def from_config(
@@ -86,6 +122,7 @@ class MatomoSink:
             tracking_url=matomo.tracking_url,
             token_auth=matomo.token_auth.get_secret_value(),
             batch_size=matomo.batch_size,
+            api_url=matomo.api_url,
             backoff=backoff,
         )
 
@@ -98,12 +135,23 @@ class MatomoSink:
         while True:
             if not await self.flush_once():
                 self._wakeup.clear()
-                if self._store.outbox_size() == 0:
-                    await self._wakeup.wait()
+                if not self._store.outbox_batch(1):
+                    await self._sleep_until_work()
+
+    async def _sleep_until_work(self) -> None:
+        """Until new rows arrive, or it is time to ask again about parked sites."""
+        if not self._parked:
+            await self._wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), max(0.0, self._next_check - self._clock()))
 
     async def flush_once(self) -> bool:
-        """Send one batch; False when the outbox was empty. Sleeps the backoff after a failure."""
-        rows = self._store.outbox_batch(self._batch_size)
+        """Send one batch; False when nothing can be sent (the outbox is empty, or holds only
+        requests of refused sites). Sleeps the backoff after a failure."""
+        if self._parked and self._clock() >= self._next_check:
+            await self._check_parked()
+        rows = self._sendable_batch()
         if not rows:
             return False
         try:
@@ -127,68 +175,179 @@ class MatomoSink:
                 while await self.flush_once():
                     pass
         except TimeoutError:
-            log.info(
-                "matomo: %d requests left in the outbox for next time", self._store.outbox_size()
-            )
+            pass
+        left = self._store.outbox_size()
+        if left:
+            log.info("matomo: %d requests left in the outbox for next time", left)
+
+    def _sendable_batch(self) -> list[OutboxRow]:
+        """The next batch of the outbox, after parking the requests of refused sites in it."""
+        while True:
+            rows = self._store.outbox_batch(self._batch_size)
+            held = [(row, site) for row in rows if (site := site_of(row)) in self._parked]
+            if not held:
+                return rows
+            self._park(held)
+            if len(held) < len(rows):
+                held_ids = {row.id for row, _ in held}
+                return [row for row in rows if row.id not in held_ids]
 
     async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
+        sent_at = self._clock()
         status, answer = await self._post(rows)
         if status == 200 and answer.get("status") == "success":
             invalid = _int(answer.get("invalid"))
             if invalid == 0:
-                self._store.acknowledge([row.id for row in rows])
-                self.stats.sent += len(rows)
+                self._acknowledge(rows)
                 return
-            if invalid >= len(rows):
-                raise _Retry(
-                    f"Matomo refused all {len(rows)} requests of a batch; check that token_auth "
-                    "has write access to the site and that site_id exists"
-                )
-            self._dead_letter_some(rows, invalid, answer)
+            await self._sort_invalid(rows, invalid, answer, sent_at)
             return
         if status in (401, 403):
             raise _Retry(f"Matomo refused token_auth (HTTP {status}); check token_auth")
         if 400 <= status < 500:
             if len(rows) == 1:
-                reason = f"HTTP {status}: {_reason(answer)}"
-                self._store.dead_letter(rows, reason)
-                self.stats.dead_lettered += 1
-                log.error(
-                    "matomo: request %d refused (%s); moved to the dead-letter table",
-                    rows[0].id,
-                    reason,
-                )
+                self._dead_letter(rows, f"HTTP {status}: {_reason(answer)}")
                 return
-            half = len(rows) // 2
-            await self._deliver(rows[:half])
-            await self._deliver(rows[half:])
+            await self._split(rows)
             return
         raise _Retry(f"Matomo answered HTTP {status} ({_reason(answer)})")
 
-    def _dead_letter_some(
-        self, rows: Sequence[OutboxRow], invalid: int, answer: dict[str, object]
+    async def _split(self, rows: Sequence[OutboxRow]) -> None:
+        half = len(rows) // 2
+        await self._deliver(rows[:half])
+        await self._deliver(rows[half:])
+
+    async def _sort_invalid(
+        self, rows: Sequence[OutboxRow], invalid: int, answer: dict[str, object], sent_at: float
     ) -> None:
-        indices = answer.get("invalid_indices")
-        if isinstance(indices, list) and all(isinstance(i, int) for i in indices):
-            refused = [rows[i] for i in indices if 0 <= i < len(rows)]
-            reason = "Matomo counted the request as invalid"
+        """Tell requests refused for their site from requests bad in themselves, and settle
+        each kind; Matomo tracked the rest."""
+        whole = invalid >= len(rows)  # nothing of the batch was tracked
+        indices = _indices(answer, len(rows))
+        named = None if indices is None else {rows[i].id for i in indices}
+        try:
+            writable = await self._writable(sent_at)
+        except MatomoApiError as exc:
+            cause = self._redact(str(exc))
+            if whole:  # so it can be sent again
+                raise _Retry(
+                    f"Matomo refused all {len(rows)} requests of a batch, and its API cannot say "
+                    f"which sites token_auth may track to ({cause}); check token_auth"
+                ) from None
+            log.warning("matomo: cannot ask which sites token_auth may track to (%s)", cause)
+            self._settle(rows, named, invalid)
+            return
+        suspects = list(rows) if named is None else [row for row in rows if row.id in named]
+        refused = [
+            (row, site)
+            for row in suspects
+            if (site := site_of(row)) is not None and site not in writable
+        ]
+        self._park(refused)
+        refused_ids = {row.id for row, _ in refused}
+        rest = [row for row in rows if row.id not in refused_ids]
+        if named is None and len(refused) >= invalid:
+            self._acknowledge(rest)
+        elif named is None and whole:  # the requests left are bad in themselves
+            self._dead_letter(rest, _INVALID)
         else:
-            refused = list(rows)
-            reason = (
-                f"Matomo counted {invalid} of the {len(rows)} requests of this batch as invalid "
-                "without saying which (a super-user token makes it say)"
-            )
-        refused_ids = {row.id for row in refused}
-        self._store.dead_letter(refused, reason)
-        accepted = [row.id for row in rows if row.id not in refused_ids]
-        self._store.acknowledge(accepted)
-        self.stats.sent += len(accepted)
-        self.stats.dead_lettered += len(refused)
-        log.error(
-            "matomo: %d of %d requests invalid; moved to the dead-letter table",
-            len(refused),
-            len(rows),
+            self._settle(rest, named, invalid - len(refused))
+
+    def _settle(self, rows: Sequence[OutboxRow], named: set[int] | None, invalid: int) -> None:
+        """`invalid` of `rows` are bad in themselves: those Matomo named (`named`, ids) go to
+        the dead-letter table and the rest is acknowledged; without names, all of them go
+        there, marked as such."""
+        if named is not None:
+            self._dead_letter([row for row in rows if row.id in named], _INVALID)
+            self._acknowledge([row for row in rows if row.id not in named])
+            return
+        self._dead_letter(
+            rows,
+            f"Matomo counted {invalid} of the {len(rows)} requests of this batch as invalid "
+            "without saying which (a super-user token makes it say)",
         )
+
+    async def _writable(self, since: float) -> frozenset[int]:
+        if self._access is None:
+            raise MatomoApiError("no Reporting API URL")
+        return await self._access.writable(since)
+
+    async def _check_parked(self) -> None:
+        """Ask whether the refused sites take the token again; send their requests if so."""
+        self._checks += 1
+        self._next_check = self._clock() + self._refused_retry.delay(self._checks)
+        try:
+            writable = await self._writable(self._clock())
+        except MatomoApiError as exc:
+            if not self._api_failing:
+                log.warning(
+                    "matomo: cannot ask which sites token_auth may track to (%s); the requests "
+                    "of site(s) %s stay kept until it can",
+                    self._redact(str(exc)),
+                    ", ".join(str(site) for site in sorted(self._parked)),
+                )
+            self._api_failing = True
+            return
+        self._api_failing = False
+        counts = self._store.parked_sites()
+        for site in sorted(self._parked):
+            if site in writable:
+                sent = self._store.release(site)
+                self._parked.discard(site)
+                self._announced.discard(site)
+                log.info(
+                    "matomo site %d takes the token again: %d kept request(s) are being sent",
+                    site,
+                    sent,
+                )
+            else:
+                self._announce(site, counts.get(site, 0))
+        if not self._parked:
+            self._checks = 0
+
+    def _park(self, rows: Sequence[tuple[OutboxRow, int]]) -> None:
+        if not rows:
+            return
+        self._store.park(rows)
+        self.stats.parked += len(rows)
+        new = {site for _, site in rows} - self._parked
+        if new and not self._parked:
+            self._checks = 0
+            self._next_check = self._clock() + self._refused_retry.delay(1)
+        self._parked |= new
+        counts = self._store.parked_sites()
+        for site in sorted(new):
+            self._announce(site, counts.get(site, 0))
+
+    def _announce(self, site: int, kept: int) -> None:
+        """One error line per site and refusal, not one per batch."""
+        if site in self._announced:
+            return
+        self._announced.add(site)
+        log.error(
+            "matomo site %d refuses the token (no write access or deleted): %d request(s) kept; "
+            "they will be sent once access is back",
+            site,
+            kept,
+        )
+
+    def _acknowledge(self, rows: Sequence[OutboxRow]) -> None:
+        self._store.acknowledge([row.id for row in rows])
+        self.stats.sent += len(rows)
+
+    def _dead_letter(self, rows: Sequence[OutboxRow], reason: str) -> None:
+        if not rows:
+            return
+        self._store.dead_letter(rows, reason)
+        self.stats.dead_lettered += len(rows)
+        log.error(
+            "matomo: %d request(s) refused (%s); moved to the dead-letter table",
+            len(rows),
+            reason,
+        )
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
 
     async def _post(self, rows: Sequence[OutboxRow]) -> tuple[int, dict[str, object]]:
         # The token goes in the body only, never in a URL that could end up in a log.
@@ -215,6 +374,25 @@ class MatomoSink:
                 f"Matomo answered 200 without the bulk tracking JSON; is {self._url} Matomo?"
             )
         return response.status_code, answer
+
+
+def site_of(row: OutboxRow) -> int | None:
+    """The site a request is for (its `idsite`), or None when it names none."""
+    values = parse_qs(row.payload.partition("?")[2] or row.payload).get("idsite")
+    if not values or not values[0].isdigit():
+        return None
+    return int(values[0])
+
+
+def _indices(answer: dict[str, object], size: int) -> list[int] | None:
+    """The invalid requests Matomo named (only to a super user), or None."""
+    indices = answer.get("invalid_indices")
+    if isinstance(indices, list) and all(isinstance(i, int) for i in indices):
+        return [i for i in indices if 0 <= i < size]
+    return None
+
+
+_INVALID = "Matomo counted the request as invalid"
 
 
 def _int(value: object) -> int:
