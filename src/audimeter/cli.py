@@ -175,7 +175,8 @@ def forget_command(config_path: Path, address_text: str) -> None:
     Exit status: 0 done, 1 the state file is in use or cannot be used, 2 not an address or a
     configuration error.
     """
-    from audimeter.privacy import anonymize_address, forget, parse_address
+    from audimeter.addresses import parse_address
+    from audimeter.privacy import anonymize_address, forget
     from audimeter.store import Store
 
     address = parse_address(address_text)

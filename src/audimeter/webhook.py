@@ -37,7 +37,6 @@ import base64
 import binascii
 import dataclasses
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -48,6 +47,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import hdrs, web
 
+from audimeter.addresses import parse_address
 from audimeter.config import WebhookConfig
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.store import Store
@@ -212,10 +212,8 @@ def decode(payload: str) -> WebhookObservation:
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = parse_address(host)
+    return address is not None and address.is_loopback
 
 
 class WebhookReceiver:
