@@ -16,6 +16,7 @@ from audimeter.config import Config, ConfigError, exposure_warning, load_config
 from audimeter.logs import LogFormat, setup_logging
 from audimeter.runner import run
 from audimeter.store import StoreError
+from audimeter.webhook import WebhookError
 
 log = logging.getLogger("audimeter")
 
@@ -87,7 +88,7 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
 
     try:
         asyncio.run(main_task())
-    except StoreError as exc:
+    except (StoreError, WebhookError) as exc:
         log.error("%s", exc)
         sys.exit(1)
 

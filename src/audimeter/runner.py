@@ -246,6 +246,19 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             store, sessionizer, mapper, listeners, matomo.outbox_limit if matomo else None
         )
 
+        wake = asyncio.Event()
+        receiver: WebhookReceiver | None = None
+        if config.webhook is not None:
+            receiver = WebhookReceiver(
+                config.webhook,
+                [s.name for s in config.sources if s.kind == "icecast"],
+                store,
+                wake.set,
+            )
+            await receiver.start()  # first: a taken port stops the start, before any banner
+            exit_stack.push_async_callback(receiver.stop)
+            drain_inbox(store, pipeline)  # notices kept from the previous run
+
         for warning in config.warnings():
             log.warning("config: %s", warning)
         log.info(
@@ -258,18 +271,6 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             resumed,
         )
 
-        wake = asyncio.Event()
-        receiver: WebhookReceiver | None = None
-        if config.webhook is not None:
-            receiver = WebhookReceiver(
-                config.webhook,
-                [s.name for s in config.sources if s.kind == "icecast"],
-                store,
-                wake.set,
-            )
-            await receiver.start()
-            exit_stack.push_async_callback(receiver.stop)
-            drain_inbox(store, pipeline)  # notices kept from the previous run
         followers = [
             LogFollower(s, s.access_log, store.log_position(s.name, str(s.access_log)))
             for s in config.sources
