@@ -16,6 +16,7 @@ from audimeter.config import Config, ConfigError, exposure_warning, load_config
 from audimeter.logs import LogFormat, setup_logging
 from audimeter.runner import run
 from audimeter.store import StoreError
+from audimeter.webhook import WebhookError
 
 log = logging.getLogger("audimeter")
 
@@ -87,7 +88,7 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
 
     try:
         asyncio.run(main_task())
-    except StoreError as exc:
+    except (StoreError, WebhookError) as exc:
         log.error("%s", exc)
         sys.exit(1)
 
@@ -175,7 +176,8 @@ def forget_command(config_path: Path, address_text: str) -> None:
     Exit status: 0 done, 1 the state file is in use or cannot be used, 2 not an address or a
     configuration error.
     """
-    from audimeter.privacy import anonymize_address, forget, parse_address
+    from audimeter.addresses import parse_address
+    from audimeter.privacy import anonymize_address, forget
     from audimeter.store import Store
 
     address = parse_address(address_text)

@@ -17,35 +17,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from audimeter.addresses import parse_address, unmapped_network, within
 from audimeter.config import Config, IpPrivacy, Network, UserAgentPrivacy
 from audimeter.observations import Listener
 from audimeter.privacy import mask_address
 
-Address = IPv4Address | IPv6Address
 AGENT_VERDICTS = 10_000
 """How many user agents' verdicts are remembered; more distinct ones start the memory afresh."""
-
-
-def _address(text: str) -> Address | None:
-    try:
-        return ip_address(text.strip().strip("[]"))
-    except ValueError:
-        return None
-
-
-def _within(address: Address | None, networks: Sequence[Network]) -> bool:
-    return address is not None and any(address in network for network in networks)
 
 
 def client_address(forwarded_for: str, proxies: Sequence[Network]) -> str | None:
     """The client named by an X-Forwarded-For header, skipping trusted proxies from the right."""
     for hop in reversed(forwarded_for.split(",")):
-        address = _address(hop)
+        address = parse_address(hop)
         if address is None:
             return None  # a garbled hop: trust nothing to its left
-        if not _within(address, proxies):
+        if not within(address, proxies):
             return str(address)
     return None
 
@@ -65,8 +53,11 @@ class ListenerPolicy:
         self._agents = (
             re.compile("|".join(f"(?:{p})" for p in patterns), re.I) if patterns else None
         )
-        self._addresses = list(exclude_addresses)
-        self._proxies = dict(trusted_proxies or {})
+        self._addresses = [unmapped_network(n) for n in exclude_addresses]
+        self._proxies = {
+            source: [unmapped_network(n) for n in networks]
+            for source, networks in (trusted_proxies or {}).items()
+        }
         self._ip: IpPrivacy = ip
         self._drop_agent = user_agent == "drop"
         # Players are few and their patterns costly to search: remember each verdict.
@@ -85,13 +76,13 @@ class ListenerPolicy:
     def __call__(self, source: str, listener: Listener) -> Listener | None:
         """The listener as it should count and be kept, or None when it must not count."""
         proxies = self._proxies.get(source)
-        if proxies and listener.forwarded_for and _within(_address(listener.ip), proxies):
+        if proxies and listener.forwarded_for and within(parse_address(listener.ip), proxies):
             client = client_address(listener.forwarded_for, proxies)
             if client is not None:
                 listener = listener._replace(ip=client)
         if self._excluded_agent(listener.user_agent):
             return None
-        if self._addresses and _within(_address(listener.ip), self._addresses):
+        if self._addresses and within(parse_address(listener.ip), self._addresses):
             return None
         if self._ip != "full":
             # The header holds full addresses too.

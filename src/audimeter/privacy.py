@@ -26,13 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import unquote_plus
 
+from audimeter.addresses import Address, parse_address
 from audimeter.config import Config, IpPrivacy, SaltRotation
 from audimeter.store import Forgotten, Store
-
-Address = IPv4Address | IPv6Address
 
 _IPV4_KEEP = 0xFFFF_FF00  # /24
 _IPV6_KEEP = ((1 << 48) - 1) << 80  # /48
@@ -41,24 +40,6 @@ _LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime can 
 
 
 # -- addresses ------------------------------------------------------------------------------------
-
-
-def parse_address(text: str) -> Address | None:
-    """The address in a server's or a user's text (brackets and a zone allowed), or None.
-
-    An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is that IPv4 address, and a zone
-    (`%eth0`) is left out: the same listener always gives the same address.
-    """
-    try:
-        address = ip_address(text.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.scope_id is not None:
-            return IPv6Address(int(address))
-    return address
 
 
 def anonymize_address(text: str) -> str:

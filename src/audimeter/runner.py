@@ -27,6 +27,7 @@ from audimeter import __version__
 from audimeter.clients import USER_AGENT, source_client
 from audimeter.config import Config
 from audimeter.events import Event, SessionKeptAlive
+from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import RequestMapper, mapper_for
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import Observation, Tick
@@ -178,35 +179,17 @@ def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
         pipeline.feed(observations, consumed_inbox=[row_id for row_id, _ in rows])
 
 
-class _SourceHealth:
-    """Logs a source's failures once per change, not once per poll."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._problem: str | None = None
-
-    def failed(self, problem: str) -> None:
-        if problem != self._problem:
-            log.warning("%s (retrying every poll)", problem)
-        self._problem = problem
-
-    def succeeded(self) -> None:
-        if self._problem is not None:
-            log.info("source %s: answering again", self._name)
-        self._problem = None
-
-
 async def _poll_forever(poller: Poller, queue: asyncio.Queue[Observation]) -> None:
-    health = _SourceHealth(poller.name)
+    problems = ProblemLog(log)
     interval = poller.poll_interval
     while True:
         started = time.monotonic()
         try:
             await poller.poll(queue.put)
         except SourceError as exc:
-            health.failed(str(exc))
+            problems.failed(poller.name, str(exc), "%s (retrying every poll)", exc)
         else:
-            health.succeeded()
+            problems.succeeded(poller.name, "source %s: answering again", poller.name)
         await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
 
 
@@ -240,6 +223,19 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             store, sessionizer, mapper, listeners, matomo.outbox_limit if matomo else None
         )
 
+        wake = asyncio.Event()
+        receiver: WebhookReceiver | None = None
+        if config.webhook is not None:
+            receiver = WebhookReceiver(
+                config.webhook,
+                [s.name for s in config.sources if s.kind == "icecast"],
+                store,
+                wake.set,
+            )
+            await receiver.start()  # first: a taken port stops the start, before any banner
+            exit_stack.push_async_callback(receiver.stop)
+            drain_inbox(store, pipeline)  # notices kept from the previous run
+
         for warning in config.warnings():
             log.warning("config: %s", warning)
         log.info(
@@ -252,18 +248,6 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             resumed,
         )
 
-        wake = asyncio.Event()
-        receiver: WebhookReceiver | None = None
-        if config.webhook is not None:
-            receiver = WebhookReceiver(
-                config.webhook,
-                [s.name for s in config.sources if s.kind == "icecast"],
-                store,
-                wake.set,
-            )
-            await receiver.start()
-            exit_stack.push_async_callback(receiver.stop)
-            drain_inbox(store, pipeline)  # notices kept from the previous run
         followers = [
             LogFollower(s, s.access_log, store.log_position(s.name, str(s.access_log)))
             for s in config.sources

@@ -36,10 +36,12 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import errno
 import hmac
-import ipaddress
 import json
 import logging
+import os
+import socket
 import time
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -48,6 +50,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import hdrs, web
 
+from audimeter.addresses import parse_address
 from audimeter.config import WebhookConfig
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.store import Store
@@ -209,13 +212,26 @@ def decode(payload: str) -> WebhookObservation:
 # -- the receiver ---------------------------------------------------------------------------------
 
 
+def _bind_failure(exc: OSError) -> str:
+    """What went wrong and what to do; asyncio's own message would repeat the address."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "another program listens there (audimeter already running?); stop it, or choose "
+            "another port with [webhook] listen and change Icecast's listener_add and "
+            "listener_remove URLs to match"
+        )
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        reason = exc.strerror or str(exc)
+    else:
+        reason = os.strerror(exc.errno).lower()
+    return f"{reason}; check the host and port of [webhook] listen"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = parse_address(host)
+    return address is not None and address.is_loopback
 
 
 class WebhookReceiver:
@@ -269,7 +285,7 @@ class WebhookReceiver:
         except OSError as exc:
             await runner.cleanup()
             raise WebhookError(
-                f"webhook: cannot listen on {self._config.listen} ({exc.strerror or exc})"
+                f"webhook: cannot listen on {self._config.listen}: {_bind_failure(exc)}"
             ) from None
         self._runner = runner
         self._port = int(runner.addresses[0][1])

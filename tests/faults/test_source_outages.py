@@ -168,3 +168,69 @@ def test_server_unreachable_for_more_than_the_grace(tmp_path: Path, figures: Fig
         f"{report.line()}; server silent {answering - hung:.1f} s (grace {GRACE} s): "
         f"2 sessions, the second starting at the first one's end ({first_end_at})"
     )
+
+
+FALLBACK_MOUNT = "/alt.mp3"
+
+
+def listings_answered(icecast: IcecastServer, status: int) -> int:
+    """How many listener lists Icecast answered with `status` (its access log says)."""
+    needle = f'"GET /admin/listclients HTTP/1.1" {status} '
+    text = icecast.access_log_path.read_text(errors="replace")
+    return text.count(needle)
+
+
+@pytest.mark.icecast
+def test_a_failing_mount_is_logged_once_per_change(tmp_path: Path) -> None:
+    """A real Icecast 2.4 keeps a mount with a fallback in /admin/stats after its source left,
+    but answers HTTP 400 for its listeners: audimeter skips that mount at every poll and says so
+    once when the failure starts, once when the mount answers again, and once when it fails
+    again; the other mount is polled as usual throughout."""
+    if shutil.which("icecast2") is None:
+        pytest.skip("icecast2 is not installed (Debian package icecast2)")
+    fallback = (
+        f'<mount type="normal"><mount-name>{FALLBACK_MOUNT}</mount-name>'
+        f"<fallback-mount>{MOUNT}</fallback-mount></mount>"
+    )
+    with (
+        IcecastServer(tmp_path / "icecast", extra_mounts=[fallback]) as icecast,
+        SourceClient(icecast, MOUNT),
+        RecordingMatomo() as matomo,
+    ):
+        config = write_config(
+            tmp_path,
+            source_url=icecast.url,
+            matomo_url=matomo.url,
+            kind="icecast",
+            username=icecast.admin_auth[0],
+            password=icecast.admin_auth[1],
+            poll_interval=POLL,
+        )
+        skipped = f"source sc: mount {FALLBACK_MOUNT} skipped until it answers: "
+        back = f"source sc: mount {FALLBACK_MOUNT} answers again"
+        with Daemon(config) as daemon:
+            with SourceClient(icecast, FALLBACK_MOUNT):
+                wait_for(lambda: listings_answered(icecast, 200) >= 4, 10, "two polls")
+            # The source left; the mount stays in the stats, its listing fails.
+            failing_since = listings_answered(icecast, 400)
+            wait_for(lambda: skipped in daemon.logs(), 10, "the warning")
+            wait_for(
+                lambda: listings_answered(icecast, 400) >= failing_since + 8,
+                15,
+                "eight failing polls",
+            )
+            assert daemon.logs().count(skipped) == 1
+            assert "HTTP 400" in daemon.logs()
+            with SourceClient(icecast, FALLBACK_MOUNT):
+                wait_for(lambda: back in daemon.logs(), 10, "the recovery")
+            wait_for(lambda: daemon.logs().count(skipped) == 2, 10, "the failure again")
+            again = listings_answered(icecast, 400)
+            wait_for(
+                lambda: listings_answered(icecast, 400) >= again + 6,
+                15,
+                "six more failing polls",
+            )
+            logs = daemon.logs()
+        assert (logs.count(skipped), logs.count(back)) == (2, 1)
+        assert logs.count(f"mount {MOUNT}") == 0  # the healthy mount: nothing to say
+        assert "Traceback" not in logs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,6 +147,30 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "cannot be used" in result.stderr
     assert state.read_bytes() == b"garbage" * 1000
+
+
+def test_webhook_port_taken_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "a.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        config.write_text(
+            f'[state]\npath = "{tmp_path / "state.db"}"\n[[sources]]\nname = "main"\n'
+            f'kind = "icecast"\nurl = "http://127.0.0.1:{free_port()}"\npassword = "x"\n'
+            f'[webhook]\nlisten = "{listen}"\npassword = "hook-secret"\n'
+        )
+        config.chmod(0o600)
+        result = audimeter("run", "--config", str(config))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.endswith(
+        f"ERROR   audimeter: webhook: cannot listen on {listen}: another program listens there "
+        "(audimeter already running?); stop it, or choose another port with [webhook] listen "
+        "and change Icecast's listener_add and listener_remove URLs to match"
+    )
+    assert "hook-secret" not in result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["check"]])

@@ -99,18 +99,27 @@ def test_shoutcast_logs_name_no_mount(tmp_path: Path, kind: str, mount: str) -> 
         follower.close()
 
 
-def test_an_unreadable_log_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unreadable_log_is_logged_once_and_once_readable_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="audimeter")
     path = tmp_path / "access.log"
     path.mkdir()
     follower = LogFollower(source(), path, None)
     try:
         for _ in range(3):
-            assert follower.read() in (None, ([], LogPosition("main", str(path), 0, 0)))
+            assert follower.read() is None
+        path.rmdir()
+        path.write_text("")
+        for _ in range(2):
+            follower.read()
     finally:
         follower.close()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert warnings[0].startswith(f"source main: cannot read the access log {path} (")
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(logged) == 2
+    assert logged[0][0] == logging.WARNING
+    assert logged[0][1].startswith(f"source main: cannot read the access log {path} (")
+    assert logged[1] == (logging.INFO, f"source main: the access log {path} can be read again")
 
 
 def test_unreadable_lines_are_counted_and_reported_now_and_then(

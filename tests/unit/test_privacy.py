@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import pytest
 from click.testing import CliRunner
 
+from audimeter.addresses import parse_address
 from audimeter.cli import main
 from audimeter.config import ConfigError, parse_config
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -26,7 +27,6 @@ from audimeter.privacy import (
     first_day_of_period,
     forget,
     mask_address,
-    parse_address,
     period_of,
 )
 from audimeter.sessionizer import (
@@ -130,26 +130,6 @@ def test_mask_address_modes() -> None:
     assert mask_address("not an address", "full") == "not an address"  # full: as reported
     assert mask_address("203.0.113.57", "none") == ""
     assert mask_address("2001:db8::1", "none") == ""
-
-
-@pytest.mark.parametrize(
-    ("text", "address"),
-    [
-        ("203.0.113.57", "203.0.113.57"),
-        ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
-        ("[2001:db8::1]", "2001:db8::1"),
-        ("::ffff:203.0.113.57", "203.0.113.57"),
-        ("fe80::1%eth0", "fe80::1"),
-    ],
-)
-def test_parse_address_normalises(text: str, address: str) -> None:
-    assert parse_address(text) == ip_address(address)
-    assert str(parse_address(text)) == address
-
-
-@pytest.mark.parametrize("text", ["", "example.org", "203.0.113.256", "1.2.3.4/24", "::g"])
-def test_parse_address_refuses_what_is_not_one(text: str) -> None:
-    assert parse_address(text) is None
 
 
 # -- the policy: filters and proxies see the full listener, the session keeps what is allowed ----

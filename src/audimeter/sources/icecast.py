@@ -27,6 +27,7 @@ import httpx
 from lxml import etree
 
 from audimeter.config import SourceConfig
+from audimeter.logs import ProblemLog
 from audimeter.observations import (
     Listener,
     ListenerList,
@@ -153,6 +154,7 @@ class IcecastPoller:
         self._client = client
         self._clock = clock
         self._auth = httpx.BasicAuth(config.username, config.password.get_secret_value())
+        self._problems = ProblemLog(log)
 
     @property
     def name(self) -> str:
@@ -189,6 +191,7 @@ class IcecastPoller:
         mounts = [mount for mount in stats.mounts if self.config.wants_mount(mount)]
         await emit(SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(mounts)))
         listings = await asyncio.gather(*(self._fetch_listing(mount) for mount in mounts))
+        self._problems.retain(mounts)
         for mount, at, body in listings:
             if body is None:
                 continue
@@ -197,6 +200,7 @@ class IcecastPoller:
             except FormatError as exc:
                 self._skipped(mount, str(exc))
                 continue
+            self._problems.succeeded(mount, "source %s: mount %s answers again", self.name, mount)
             await emit(MountPolled(self.name, at, stats.instance, listed_mount, listeners))
 
     async def _fetch_listing(self, mount: str) -> tuple[str, int, bytes | None]:
@@ -208,4 +212,11 @@ class IcecastPoller:
         return mount, int(self._clock()), body
 
     def _skipped(self, mount: str, problem: str) -> None:
-        log.warning("source %s: mount %s skipped this cycle: %s", self.name, mount, problem)
+        self._problems.failed(
+            mount,
+            problem,
+            "source %s: mount %s skipped until it answers: %s",
+            self.name,
+            mount,
+            problem,
+        )

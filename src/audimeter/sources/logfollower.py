@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audimeter.config import SourceConfig
+from audimeter.logs import ProblemLog
 from audimeter.observations import ListenerLeft
 from audimeter.sources.accesslog import is_directive, is_listener, parser_for
 from audimeter.sources.tailer import LogTailer, TailError
@@ -46,6 +47,7 @@ class LogFollower:
         # sessionizer looks among the source's streams.
         self._mount = {"shoutcast1": "/", "shoutcast2": ""}.get(source.kind)
         self._reported: LogPosition | None = None
+        self._problems = ProblemLog(log)
         self._unreadable = 0
         """Lines skipped as unreadable since the last warning about them."""
         self._warned_at: float | None = None
@@ -56,8 +58,11 @@ class LogFollower:
         try:
             lines, position = self._tailer.read()
         except TailError as exc:
-            log.warning("source %s: %s", self._source, exc)
+            self._problems.failed(self._path, str(exc), "source %s: %s", self._source, exc)
             return None
+        self._problems.succeeded(
+            self._path, "source %s: the access log %s can be read again", self._source, self._path
+        )
         if position == self._reported:
             return None
         self._reported = position

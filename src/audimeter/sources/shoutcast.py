@@ -74,6 +74,7 @@ from lxml import etree
 
 from audimeter import __version__
 from audimeter.config import SourceConfig
+from audimeter.logs import ProblemLog
 from audimeter.observations import Listener, ListenerList, ListenerTable, MountPolled, SourceSeen
 from audimeter.sources import Emit, ServerInfo, SourceError
 from audimeter.sources.http import FetchError, fetch
@@ -524,7 +525,7 @@ class Shoutcast2Poller:
         """Ask for XML listings (the JSON ones were refused or were not JSON)."""
         self._instance = _InstanceTracker(previous_instance)
         self._previous_starts = dict(previous_starts or {})
-        self._failing: dict[int, str] = {}
+        self._problems = ProblemLog(log)
 
     @property
     def name(self) -> str:
@@ -662,6 +663,7 @@ class Shoutcast2Poller:
         uptime = await self._uptime(streams[0].sid if streams else 1)
         uptime_at = self._clock()
         listings = await asyncio.gather(*(self._listing(stream) for stream in streams))
+        self._problems.retain([stream.sid for stream in streams])
         uids: dict[int, list[int]] = {}
         for stream, (_, listeners, problem) in zip(streams, listings, strict=True):
             if listeners is None:
@@ -693,11 +695,9 @@ class Shoutcast2Poller:
         return statistics.median_low(moved) if moved else None
 
     def _skipped(self, stream: Dnas2Stream, problem: str) -> None:
-        if self._failing.get(stream.sid) == problem:
-            log.debug("source %s: stream %d still skipped: %s", self.name, stream.sid, problem)
-            return
-        self._failing[stream.sid] = problem
-        log.warning(
+        self._problems.failed(
+            stream.sid,
+            problem,
             "source %s: stream %d (%s) skipped until it answers: %s",
             self.name,
             stream.sid,
@@ -706,8 +706,13 @@ class Shoutcast2Poller:
         )
 
     def _recovered(self, stream: Dnas2Stream) -> None:
-        if self._failing.pop(stream.sid, None) is not None:
-            log.info("source %s: stream %d (%s) answers again", self.name, stream.sid, stream.mount)
+        self._problems.succeeded(
+            stream.sid,
+            "source %s: stream %d (%s) answers again",
+            self.name,
+            stream.sid,
+            stream.mount,
+        )
 
 
 class Shoutcast1Poller:

@@ -22,8 +22,8 @@ Rules, in the order they matter:
   file is dropped.
 * copytruncate: same inode, now shorter than what was read: read again from 0.
 * Missing file: no lines, no error; the next call tries again.
-* Other failures (permission denied, a directory, I/O errors) raise `TailError` once; calls
-  failing the same way again return no lines quietly until the file can be read again.
+* Other failures (permission denied, a directory, I/O errors) raise `TailError`, at every call
+  that fails (the caller decides how often to say so).
 """
 
 from __future__ import annotations
@@ -80,7 +80,6 @@ class LogTailer:
         self._pending = bytearray()
         self._skipping = False
         self._start_at_end = position is None
-        self._error: str | None = None
         self._closed = False
 
     @property
@@ -91,8 +90,7 @@ class LogTailer:
     def read(self) -> tuple[list[str], LogPosition]:
         """The complete lines written since the last call, and the position just after them.
 
-        Raises `TailError` when the file cannot be read for another reason than not existing,
-        once per kind of failure.
+        Raises `TailError` when the file cannot be read for another reason than not existing.
         """
         if self._closed:
             raise ValueError(f"the tailer of {self.path} is closed")
@@ -100,14 +98,10 @@ class LogTailer:
         try:
             self._read_into(lines)
         except OSError as exc:
-            message = self._describe(exc)
             # Lines taken already must reach the caller, or the offset would pass over them;
             # the failure shows again on the next call.
-            if not lines and message != self._error:
-                self._error = message
-                raise TailError(message) from None
-            return lines, self.position
-        self._error = None
+            if not lines:
+                raise TailError(self._describe(exc)) from None
         return lines, self.position
 
     def close(self) -> None:
