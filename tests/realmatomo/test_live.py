@@ -245,6 +245,7 @@ def write_config(
             lines.append(f'access_log = "{server.access_log_path}"')
     path = tmp / "audimeter.toml"
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the token: audimeter warns otherwise
     return path
 
 
