@@ -5,7 +5,9 @@ audimeter uses: the bulk tracking API (``POST /matomo.php`` with a JSON body) an
 API methods (``/index.php?module=API&method=...``). It validates requests the way Matomo does
 (site ids, ``token_auth`` for ``cip``/old ``cdt``/location overrides, ``cid`` shape), records every
 accepted tracking request, and lets tests inject faults (HTTP errors, slow answers, invalid
-requests) at any time.
+requests) at any time. With ``forward_to`` it is a tee in front of a real Matomo: every bulk POST
+goes on to the real one, whose answer is returned and decides what is recorded, so a scenario
+can be replayed through ``VisitModel`` and compared with the visits the real Matomo shows.
 
 ``VisitModel`` turns recorded requests into the visits Matomo would show, following the rules in
 ``/work/shared/docs/DOMAIN.md`` section 1 (visit_standard_length, pings, events, midnight,
@@ -31,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import httpx
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -61,6 +65,8 @@ _TRACKING_PATHS = ("/matomo.php", "/piwik.php")
 _API_PATHS = ("/index.php", "/")
 _ERROR_BODY = '{"status":"error","tracked":0,"invalid":0}'
 _API_ERROR_PAGE = "<!DOCTYPE html><html><head><title>Matomo &rsaquo; Error</title></head></html>"
+#: What the tee answers while the real Matomo cannot be reached (as a reverse proxy would).
+_UNREACHABLE_STATUS = 502
 
 
 # --------------------------------------------------------------------------- records
@@ -248,6 +254,10 @@ class RecordingMatomo:
     ``rec=1``: counted as tracked like Matomo's excluded requests, not recorded), invalid
     (counted in ``invalid``) or tracked (recorded). ``delay`` holds the answer back after the
     batch has been recorded, the way a slow Matomo commits before it replies.
+
+    With ``forward_to`` (a real Matomo's base URL) a batch that passes those first two checks goes
+    on to the real Matomo: its answer is returned as is, and the requests it tracked (all but its
+    ``invalid_indices``) are recorded. While it cannot be reached the tee answers 502.
     """
 
     def __init__(
@@ -257,6 +267,7 @@ class RecordingMatomo:
         superuser: bool = False,
         version: str = "5.1.0",
         access: Mapping[int, str] | None = None,
+        forward_to: str | None = None,
     ) -> None:
         self._token = token_auth
         self._site_ids = frozenset(int(s) for s in site_ids)
@@ -271,6 +282,8 @@ class RecordingMatomo:
         self._api_calls: list[str] = []
         self._failed_posts = 0
         self._faults = _Faults()
+        # The tee: bulk POSTs go on to this real Matomo (base URL), which decides their outcome.
+        self._http = httpx.Client(base_url=forward_to, timeout=60) if forward_to else None
         self._server = _Server(self)
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -315,6 +328,8 @@ class RecordingMatomo:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> RecordingMatomo:
         return self.start()
@@ -476,7 +491,12 @@ class RecordingMatomo:
                     Batch(number, received_at, shown, 400, _ERROR_BODY, token_valid=token_valid)
                 )
                 return _Reply(400, _ERROR_BODY, delay=faults.delay)
+        if self._http is not None:
+            return self._tee(raw_body, entries, shown, received_at, faults.delay)
 
+        with self._lock:
+            # Numbered again: another batch may have been recorded since the checks above.
+            number = len(self._batches)
             tracked: list[TrackedRequest] = []
             invalid: dict[int, str] = {}
             ignored: list[int] = []
@@ -522,6 +542,77 @@ class RecordingMatomo:
                 )
             )
             return _Reply(200, text, delay=faults.delay)
+
+    def _tee(
+        self,
+        raw_body: bytes,
+        entries: list[dict[str, str] | None],
+        shown: list[dict[str, str]],
+        received_at: float,
+        delay: float,
+    ) -> _Reply:
+        """Forward a bulk POST to the real Matomo; record what it tracked; return its answer."""
+        assert self._http is not None
+        try:
+            response = self._http.post(
+                "matomo.php",
+                content=raw_body,
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.HTTPError:
+            with self._lock:
+                self._failed_posts += 1
+                number = len(self._batches)
+                self._batches.append(
+                    Batch(number, received_at, shown, _UNREACHABLE_STATUS, _ERROR_BODY)
+                )
+            return _Reply(_UNREACHABLE_STATUS, _ERROR_BODY, delay=delay)
+        text = response.text
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        ok = response.status_code == 200 and isinstance(answer, dict)
+        ok = ok and answer.get("status") == "success"
+        tracked_indices: list[int] = []
+        invalid_indices: list[int] = []
+        ignored: list[int] = []
+        if ok:
+            assert isinstance(answer, dict)
+            invalid_count = int(answer.get("invalid", 0))
+            invalid_indices = [int(i) for i in answer.get("invalid_indices", [])]
+            for index, params in enumerate(entries):
+                assert params is not None
+                if params.get("rec") != "1":
+                    ignored.append(index)
+                # Without invalid_indices (not a super user) an invalid request cannot be
+                # told apart, so such a batch records nothing rather than guess.
+                elif index not in invalid_indices and (invalid_indices or not invalid_count):
+                    tracked_indices.append(index)
+        with self._lock:
+            number = len(self._batches)
+            if not ok:
+                self._failed_posts += 1
+            self._requests.extend(
+                TrackedRequest(_redact(entries[i] or {}), received_at, number, i)
+                for i in tracked_indices
+            )
+            self._batches.append(
+                Batch(
+                    number,
+                    received_at,
+                    shown,
+                    response.status_code,
+                    text,
+                    tracked=len(tracked_indices) + len(ignored),
+                    invalid=len(entries) - len(tracked_indices) - len(ignored) if ok else 0,
+                    invalid_indices=invalid_indices,
+                    ignored_indices=ignored,
+                    token_valid=ok,
+                )
+            )
+        ctype = response.headers.get("Content-Type", "application/json")
+        return _Reply(response.status_code, text, ctype, delay)
 
     def _invalid_reason(
         self, params: Mapping[str, str], bulk_token_valid: bool, now: float
@@ -659,16 +750,20 @@ class VisitModel:
 
     ``requests`` are ``TrackedRequest`` objects or plain parameter mappings (which then need a
     ``cdt``). ``visit_length`` is Matomo's ``[Tracker] visit_standard_length`` in seconds. The
-    site's timezone is taken to be UTC. Not modelled: bot detection, goals, ecommerce, ``_id``.
+    site's timezone is taken to be UTC. Not modelled: bot detection, goals, ecommerce, ``_id``,
+    and the visitor id Matomo gives a new visit opened without ``cid`` or ``uid``. Checked
+    against a real Matomo 5.0.2 by ``tests/realmatomo`` (the stand-in as a tee).
     """
 
     def __init__(self, requests: Iterable[Tracked], visit_length: int = 1800) -> None:
         self.visit_length = visit_length
         self._visits: list[Visit] = []
         self._current: dict[tuple[str, str], Visit] = {}
+        # Visits by fingerprint (site, address, player), for requests without cid or uid.
+        self._by_fingerprint: dict[tuple[str, str, str], list[Visit]] = {}
         #: pings that matched no live visit (Matomo answers success and drops them)
         self.dropped_pings: list[dict[str, str]] = []
-        #: requests that are neither ping, pageview nor event, or lack rec=1
+        #: requests without rec=1
         self.ignored: list[dict[str, str]] = []
         for item in requests:
             self._replay(item)
@@ -690,17 +785,16 @@ class VisitModel:
 
     @staticmethod
     def kind(params: Mapping[str, str]) -> str:
-        """``ping``, ``event``, ``pageview`` or ``other``."""
+        """``ping``, ``event`` or ``pageview``."""
         # ping=1 is a heartbeat, never an action.
         if params.get("ping") == "1":
             return "ping"
         # An event needs both a category and an action.
         if params.get("e_c") and params.get("e_a"):
             return "event"
-        # A pageview has a URL or an action name and no event category.
-        if (params.get("url") or params.get("action_name")) and not params.get("e_c"):
-            return "pageview"
-        return "other"
+        # Anything else is a pageview, even without url or action_name and even with e_c alone
+        # (measured on Matomo 5.0.2: each such request is an action of the visit).
+        return "pageview"
 
     def _replay(self, item: Tracked) -> None:
         if isinstance(item, TrackedRequest):
@@ -713,20 +807,21 @@ class VisitModel:
             self.ignored.append(dict(params))
             return
         kind = self.kind(params)
-        if kind == "other":
-            self.ignored.append(dict(params))
-            return
         t = request_time(params, received)
-        key = (params.get("idsite", ""), self.visitor_id(params))
+        site = params.get("idsite", "")
+        key = (site, self.visitor_id(params))
+        fingerprint = (site, params.get("cip", ""), params.get("ua", ""))
         visit = self._current.get(key)
+        if not params.get("uid") and not params.get("cid"):
+            # Without cid or uid Matomo looks the visitor up by fingerprint: the live visit of
+            # that address and player with the latest action, whatever its visitor id.
+            live = [v for v in self._by_fingerprint.get(fingerprint, []) if self._live(v, t)]
+            visit = max(live, key=lambda v: v.last_action, default=None)
         joins = (
             visit is not None
-            # The visit is live while its last action is newer than visit_standard_length.
-            and visit.last_action > t - self.visit_length
+            and self._live(visit, t)
             # new_visit=1 forces a new visit.
             and params.get("new_visit") != "1"
-            # Crossing midnight (site timezone, UTC here) starts a new visit.
-            and _utc_day(visit.last_action) == _utc_day(t)
             # A visit holds at most 10,000 actions.
             and len(visit.actions) < MAX_ACTIONS_PER_VISIT
         )
@@ -763,6 +858,14 @@ class VisitModel:
         )
         self._visits.append(fresh)
         self._current[key] = fresh
+        self._by_fingerprint.setdefault(fingerprint, []).append(fresh)
+
+    def _live(self, visit: Visit, t: int) -> bool:
+        """Whether a request at ``t`` can still join ``visit``."""
+        # The visit is live while its last action is newer than visit_standard_length, and
+        # crossing midnight (site timezone, UTC here) starts a new visit.
+        recent = visit.last_action > t - self.visit_length
+        return recent and _utc_day(visit.last_action) == _utc_day(t)
 
     @staticmethod
     def _note_order(visit: Visit, t: int) -> None:

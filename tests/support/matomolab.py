@@ -172,9 +172,13 @@ class MatomoLab:
         assert isinstance(answer, list)
         return sorted(answer, key=lambda v: (int(v["firstActionTimestamp"]), str(v["idVisit"])))
 
-    def counters(self, site_id: int | None = None, last_minutes: int = 3) -> dict[str, int]:
+    def counters(
+        self, site_id: int | None = None, last_minutes: int = 3, segment: str | None = None
+    ) -> dict[str, int]:
+        """Live.getCounters; a `segment` such as ``visitIp==127.0.0.21`` counts one listener."""
+        extra = {"segment": segment} if segment else {}
         answer = self.api(
-            "Live.getCounters", idSite=site_id or self.site_id, lastMinutes=last_minutes
+            "Live.getCounters", idSite=site_id or self.site_id, lastMinutes=last_minutes, **extra
         )
         assert isinstance(answer, list)
         assert answer

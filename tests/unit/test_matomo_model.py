@@ -144,11 +144,22 @@ MODEL_CASES: list[tuple[str, list[dict[str, str]], int, list[Expected]]] = [
         1800,
         [(CID_A, 0, 0, 0, 1), (CID_A, 10, 10, 0, 1)],
     ),
+    ("requests without rec=1 are ignored", [pv(0), ev(10, rec="0")], 1800, [(CID_A, 0, 0, 0, 1)]),
     (
-        "requests without rec=1 and half events are ignored",
-        [pv(0), ev(10, rec="0"), _req(T0 + 20, CID_A, e_c="Listening", e_a="")],
+        "a half event or a bare request is a pageview (measured on Matomo 5.0.2)",
+        [pv(0), _req(T0 + 20, CID_A, e_c="Listening", e_a=""), _req(T0 + 30, CID_A)],
         1800,
-        [(CID_A, 0, 0, 0, 1)],
+        [(CID_A, 0, 30, 31, 3)],
+    ),
+    (
+        "without cid, a request joins the live visit of its address and player, whatever its cid",
+        [
+            pv(0, ua="VLC/3.0", cip="192.0.2.1"),
+            ev(10, cid=None, ua="VLC/3.0", cip="192.0.2.1"),
+            ev(20, cid=None, ua="VLC/3.0", cip="192.0.2.2"),
+        ],
+        1800,
+        [(CID_A, 0, 10, 11, 2), ("", 20, 20, 0, 1)],
     ),
     ("a lone ping creates no visit", [ping(0), ping(10)], 1800, []),
 ]
