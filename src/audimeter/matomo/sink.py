@@ -1,7 +1,10 @@
 """The Matomo sink: drains the outbox to Matomo's bulk tracking API.
 
 One batch is in flight at a time and batches leave in outbox order, so one visitor's requests reach
-Matomo in time order. A batch is deleted from the outbox only after Matomo answered for it:
+Matomo in time order. That holds across processes too: a sink holds the state file's `SendLock`
+from reading a batch until it is deleted, so `audimeter run` and `audimeter import` on one state
+file take turns and never send the same request. A batch is deleted from the outbox only after
+Matomo answered for it:
 
 * 200 with no invalid request: acknowledged.
 * 200 with some invalid requests: those (from `invalid_indices`, or the whole batch when Matomo
@@ -16,6 +19,7 @@ Matomo in time order. A batch is deleted from the outbox only after Matomo answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -28,6 +32,13 @@ from audimeter.config import MatomoConfig
 from audimeter.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
+
+LOCK_PATIENCE = 1.0
+"""Seconds `flush_once` waits for another process's batch before it lets its caller look again."""
+_LOCK_POLL = 0.05
+OUTBOX_RECHECK = 5.0
+"""Seconds an idle sink waits before it looks at the outbox again: another process (an import
+that could not deliver everything) may have left requests in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +110,38 @@ class MatomoSink:
             if not await self.flush_once():
                 self._wakeup.clear()
                 if self._store.outbox_size() == 0:
-                    await self._wakeup.wait()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(OUTBOX_RECHECK):
+                            await self._wakeup.wait()
 
-    async def flush_once(self) -> bool:
-        """Send one batch; False when the outbox was empty. Sleeps the backoff after a failure."""
-        rows = self._store.outbox_batch(self._batch_size)
-        if not rows:
-            return False
+    async def flush_once(self, upto: int | None = None) -> bool:
+        """Send one batch (of requests with ids up to `upto`, when given); False when there was
+        none. Sleeps the backoff after a failure. True without sending when another process
+        kept the send lock for `LOCK_PATIENCE` seconds: it is sending from the same outbox."""
+        lock = self._store.send_lock
+        deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE
+        while not lock.try_acquire():
+            if asyncio.get_running_loop().time() >= deadline:
+                return True
+            await asyncio.sleep(_LOCK_POLL)
         try:
-            await self._deliver(rows)
-        except _Retry as exc:
+            rows = self._store.outbox_batch(self._batch_size, upto)
+            if not rows:
+                return False
+            failed: _Retry | None = None
+            try:
+                await self._deliver(rows)
+            except _Retry as exc:
+                failed = exc
+        finally:
+            lock.release()
+        if failed is not None:
             self._failures += 1
             self.stats.failures += 1
             delay = self._backoff.delay(self._failures)
-            log.warning("matomo: %s; %d requests kept, retrying in %.0f s", exc, len(rows), delay)
+            log.warning(
+                "matomo: %s; %d requests kept, retrying in %.0f s", failed, len(rows), delay
+            )
             await asyncio.sleep(delay)
             return True
         if self._failures:
