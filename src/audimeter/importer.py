@@ -55,7 +55,7 @@ from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.sources.accesslog import Skip, scanner_for
-from audimeter.store import Store
+from audimeter.store import Store, StoreError
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DELIVERY_FAILURES = 5
@@ -462,33 +462,45 @@ async def deliver(
     *,
     backoff: Backoff | None = None,
     max_failures: int = MAX_DELIVERY_FAILURES,
+    stall: float | None = None,
 ) -> Delivery:
-    """Send the outbox to Matomo until it is empty or `max_failures` attempts in a row failed."""
-    total = store.outbox_size()
+    """Deliver the requests in the outbox now, not those queued later, until none is left,
+    `max_failures` attempts in a row failed, or none was delivered for `stall` seconds (by
+    default twice Matomo's timeout plus 30 s).
+
+    `audimeter run` may be sending from the same outbox meanwhile: whoever holds the state
+    file's send lock sends the next batch, and what either delivers counts.
+    """
+    first, last = store.outbox_first_id(), store.outbox_last_id()
+    total = store.outbox_count(first, last)
     result = Delivery(left=total)
     if total == 0:
         return result
+    patience = 2 * matomo.timeout + 30 if stall is None else stall
+    clock = asyncio.get_running_loop().time
     async with httpx.AsyncClient(
         timeout=matomo.timeout, headers={"User-Agent": USER_AGENT}
     ) as client:
         sink = MatomoSink.from_config(store, client, matomo, backoff)
         failures = 0
+        left = total
+        moved = clock()
         with _progress(console, bytes_=False) as progress:
             task = progress.add_task("sending to Matomo", total=total)
-            while True:
+            while left:
                 failed_before = sink.stats.failures
-                if not await sink.flush_once():
+                await sink.flush_once(upto=last)
+                now_left = store.outbox_count(first, last)
+                if now_left < left:
+                    moved = clock()
+                left = now_left
+                progress.update(task, completed=total - left)
+                failures = 0 if sink.stats.failures == failed_before else failures + 1
+                if failures >= max_failures or clock() - moved > patience:
                     break
-                progress.update(task, completed=sink.stats.sent + sink.stats.dead_lettered)
-                if sink.stats.failures == failed_before:
-                    failures = 0
-                    continue
-                failures += 1
-                if failures >= max_failures:
-                    break
-        result.sent = sink.stats.sent
-        result.dead_lettered = sink.stats.dead_lettered
-    result.left = store.outbox_size()
+    result.left = left
+    result.dead_lettered = store.dead_letter_count(first, last)
+    result.sent = total - left - result.dead_lettered
     return result
 
 
@@ -518,7 +530,8 @@ class _Run:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
             return
-        if self.store is not None and self.store.was_imported(key):
+        done = 0 if self.store is None else self.store.import_progress(key)
+        if done is None:
             _say(self.console, f"{path}: already imported (same content); skipped")
             return
         counts = Counts()
@@ -540,8 +553,18 @@ class _Run:
             _say(self.console, f"{path}: {counts.summary()}; {counts.requests} requests (dry run)")
             return
         assert self.store is not None
-        self.store.commit_import(key, self.source.name, str(path.resolve()), counts.lines, requests)
-        _say(self.console, f"{path}: {counts.summary()}; {counts.requests} requests queued")
+        try:
+            self.store.commit_import(
+                key, self.source.name, str(path.resolve()), counts.lines, requests, done=done
+            )
+        except StoreError as exc:
+            self.failed = True
+            self.error(str(exc))
+            return
+        queued = f"{counts.requests} requests queued"
+        if done:
+            queued += f" ({done} of them by an earlier import that was interrupted)"
+        _say(self.console, f"{path}: {counts.summary()}; {queued}")
 
     def _plan(self, path: Path, key: str, counts: Counts) -> list[Event]:
         with _progress(self.console, bytes_=True) as progress:

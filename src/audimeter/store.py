@@ -14,8 +14,11 @@ that holds the file alone (`Store.open_exclusive`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import secrets
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,6 +130,11 @@ CREATE TABLE IF NOT EXISTS salts (
 """
 
 
+IMPORT_CHUNK = 20_000
+"""Requests per transaction of `commit_import`: a fraction of a second of writing, so that
+`audimeter run` on the same state file never waits for an import as long as its busy timeout."""
+
+
 class StoreError(Exception):
     """The state file cannot be opened or written; the message says what to do."""
 
@@ -170,10 +178,49 @@ class DeadLetter:
     failed_at: int
 
 
+class SendLock:
+    """Who sends from a state file: an advisory lock on a file beside it (`STATE.lock`).
+
+    A sender holds it while it reads a batch from the outbox, posts it and deletes it, so that
+    `audimeter run` and `audimeter import` on one state file never both send the same request.
+    The kernel drops the lock of a process that dies, whatever the signal.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other sender holds it; never waits."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot open {self.path} ({exc.strerror}); check the permissions of the "
+                    "state file's directory"
+                ) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self.send_lock = SendLock(path.with_name(path.name + ".lock"))
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -245,6 +292,7 @@ class Store:
         return cls(db, path)
 
     def close(self) -> None:
+        self.send_lock.close()
         self._db.close()
 
     @contextlib.contextmanager
@@ -267,10 +315,14 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key='visitor_salt'").fetchone()
         if row is not None:
             return str(row[0])
-        salt = secrets.token_hex(32)
         with self._transaction() as db:
-            db.execute("INSERT INTO meta(key, value) VALUES ('visitor_salt', ?)", (salt,))
-        return salt
+            # Another process on the same file (run, import) may have made it meanwhile.
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('visitor_salt', ?)",
+                (secrets.token_hex(32),),
+            )
+            row = db.execute("SELECT value FROM meta WHERE key='visitor_salt'").fetchone()
+        return str(row[0])
 
     def period_salt(self, period: str) -> str:
         """The visitor-id salt of a rotation period, generated on first use and kept until
@@ -443,11 +495,28 @@ class Store:
 
     # -- outbox ---------------------------------------------------------------------------------
 
-    def outbox_batch(self, limit: int, after: int = 0) -> list[OutboxRow]:
+    def outbox_batch(self, limit: int, upto: int | None = None) -> list[OutboxRow]:
+        """The oldest requests of the outbox; with `upto`, only those with an id up to it."""
         rows = self._db.execute(
-            "SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            "SELECT id, payload FROM outbox WHERE id <= ? ORDER BY id LIMIT ?",
+            (sys.maxsize if upto is None else upto, limit),
         )
         return [OutboxRow(*row) for row in rows]
+
+    def outbox_last_id(self) -> int:
+        """The id of the newest request in the outbox, 0 when it is empty."""
+        return int(self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0)
+
+    def outbox_count(self, first: int, last: int) -> int:
+        """How many requests with an id from `first` to `last` are still in the outbox."""
+        row = self._db.execute(
+            "SELECT count(*) FROM outbox WHERE id BETWEEN ? AND ?", (first, last)
+        ).fetchone()
+        return int(row[0])
+
+    def outbox_first_id(self) -> int:
+        """The id of the oldest request in the outbox, 0 when it is empty."""
+        return int(self._db.execute("SELECT min(id) FROM outbox").fetchone()[0] or 0)
 
     def outbox_span(self) -> int:
         """An upper bound of the outbox's size (parked requests included), cheap however large
@@ -511,6 +580,13 @@ class Store:
             cursor = db.execute("DELETE FROM parked WHERE site=?", (site,))
         return cursor.rowcount
 
+    def dead_letter_count(self, first: int, last: int) -> int:
+        """How many dead letters have an (outbox) id from `first` to `last`."""
+        row = self._db.execute(
+            "SELECT count(*) FROM dead_letter WHERE id BETWEEN ? AND ?", (first, last)
+        ).fetchone()
+        return int(row[0])
+
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._db.execute(
             "SELECT id, payload, reason, failed_at FROM dead_letter ORDER BY id"
@@ -547,23 +623,64 @@ class Store:
 
     # -- imported log files -------------------------------------------------------------------
 
-    def was_imported(self, file_key: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM imports WHERE file_key=?", (file_key,)).fetchone()
-        return row is not None
+    def import_progress(self, file_key: str) -> int | None:
+        """None when the file was imported in full; otherwise how many of its requests an
+        interrupted import already queued (0 for a file never imported)."""
+        if self._db.execute("SELECT 1 FROM imports WHERE file_key=?", (file_key,)).fetchone():
+            return None
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE key=?", (_import_progress_key(file_key),)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def commit_import(
-        self, file_key: str, source: str, path: str, lines: int, outbox: Sequence[str]
+        self,
+        file_key: str,
+        source: str,
+        path: str,
+        lines: int,
+        outbox: Sequence[str],
+        *,
+        done: int = 0,
+        chunk: int = IMPORT_CHUNK,
     ) -> None:
-        """Queue one imported file's requests and remember the file, atomically."""
-        now = int(time.time())
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
-                [(payload, now) for payload in outbox],
-            )
-            db.execute(
-                "INSERT INTO imports VALUES (?,?,?,?,?)", (file_key, source, path, lines, now)
-            )
+        """Queue one imported file's requests from the `done`-th on, then remember the file.
+
+        One transaction per `chunk` requests, each also recording how many are queued, so that
+        an import stopped midway goes on where it stopped when run again (`import_progress`).
+        Raises `StoreError` when another import of the same content got there first.
+        """
+        progress = _import_progress_key(file_key)
+        position = done
+        while True:
+            part = outbox[position : position + chunk]
+            now = int(time.time())
+            with self._transaction() as db:
+                queued = db.execute("SELECT value FROM meta WHERE key=?", (progress,)).fetchone()
+                imported = db.execute(
+                    "SELECT 1 FROM imports WHERE file_key=?", (file_key,)
+                ).fetchone()
+                if imported or (int(queued[0]) if queued else 0) != position:
+                    raise StoreError(
+                        f"{path}: another `audimeter import` of the same content is running "
+                        "or just finished; nothing more was queued by this one"
+                    )
+                db.executemany(
+                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                    [(payload, now) for payload in part],
+                )
+                position += len(part)
+                if position >= len(outbox):
+                    db.execute("DELETE FROM meta WHERE key=?", (progress,))
+                    db.execute(
+                        "INSERT INTO imports VALUES (?,?,?,?,?)",
+                        (file_key, source, path, lines, now),
+                    )
+                    return
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    (progress, str(position)),
+                )
 
     # -- forgetting a listener ------------------------------------------------------------------
 
@@ -632,6 +749,10 @@ class Store:
     def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:
         rows = self._db.execute(f"SELECT id, payload FROM {table}")  # noqa: S608 (fixed names)
         return [int(row_id) for row_id, payload in rows if wanted(str(payload))]
+
+
+def _import_progress_key(file_key: str) -> str:
+    return f"import_progress:{file_key}"
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:

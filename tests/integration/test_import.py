@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from audimeter.importer import (
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import Backoff
 from audimeter.store import Store
+from tests.support.audimeter import AudimeterProcess, wait_for
+from tests.support.icecast import IcecastServer, Listener, SourceClient
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
 
 VISIT_LENGTH = 1800
@@ -384,5 +387,78 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
         result = asyncio.run(deliver(store, config.matomo, console))
         assert (result.sent, result.left, result.complete) == (12, 0, True)
         assert len(matomo.requests) == 12
+    finally:
+        store.close()
+
+
+# -- beside `audimeter run` -----------------------------------------------------------------
+
+
+def test_import_beside_a_running_daemon_sends_nothing_twice(
+    tmp_path: Path, matomo: RecordingMatomo
+) -> None:
+    """A station imports yesterday's log while `audimeter run` polls a real Icecast with a
+    listener on the same state file: both may send from the outbox, every request arrives once."""
+    if shutil.which("icecast2") is None:
+        pytest.skip("icecast2 is not installed (Debian package icecast2)")
+    played = [
+        Played(f"198.51.100.{i % 250 + 1}", (VLC, FIREFOX, EXO)[i % 3], BASE + 40 * i, 30 + i % 90)
+        for i in range(300)
+    ]
+    log = write_log(tmp_path / "access.log.1", played)
+    with IcecastServer(tmp_path / "icecast") as icecast, SourceClient(icecast, "/live.mp3"):
+        config = tmp_path / "audimeter.toml"
+        config.write_text(
+            f"""
+[state]
+path = "{tmp_path / "state.db"}"
+
+[matomo]
+url = "{matomo.url}"
+site_id = 1
+token_auth = "{DEFAULT_TOKEN}"
+keepalive_interval = 2
+visit_length = 10
+batch_size = 7
+
+[[sources]]
+name = "main"
+kind = "icecast"
+url = "{icecast.url}"
+username = "{icecast.admin_auth[0]}"
+password = "{icecast.admin_auth[1]}"
+poll_interval = 0.5
+"""
+        )
+        config.chmod(0o600)
+        matomo.delay(0.02)  # slow enough that the two processes meet at the outbox
+        with AudimeterProcess(config) as daemon:
+            with Listener(icecast, "/live.mp3", bind="127.0.0.91", user_agent=VLC):
+                wait_for(lambda: matomo.requests, 10, "the live start")
+                result = audimeter_import(config, "--source", "main", log)
+                assert result.returncode == 0, result.stdout + result.stderr
+                assert result.stderr == ""
+
+            def live() -> list[dict[str, str]]:
+                return [r.params for r in matomo.requests if r.params.get("cip") == "127.0.0.91"]
+
+            wait_for(lambda: any(p.get("e_a") == "end" for p in live()), 15, "the live end")
+            assert daemon.running
+            logs = daemon.logs()
+    queued = int(result.stdout.split(" requests queued")[0].rsplit(" ", 1)[1])
+    assert f"matomo: {queued} requests delivered" in result.stdout
+    payloads = [tuple(sorted(r.params.items())) for r in matomo.requests]
+    assert len(payloads) == len(set(payloads))  # nothing twice
+    imported = [r for r in matomo.requests if r.params.get("cip", "").startswith("198.51.100.")]
+    assert len(imported) == queued
+    assert len(matomo.model(10).visits()) == len(played) + 1
+    assert " ERROR " not in logs
+    assert state_outbox(tmp_path / "state.db") == 0
+
+
+def state_outbox(path: Path) -> int:
+    store = Store.open(path)
+    try:
+        return store.outbox_size()
     finally:
         store.close()

@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from audimeter.matomo import sink as sink_module
 from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.store import Store
+from tests.support.audimeter import wait_for
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo
 
 
@@ -159,3 +161,52 @@ def test_a_timed_out_batch_is_sent_again(store: Store) -> None:
     # Matomo tracked the first attempt before answering too late: at-least-once delivery.
     assert tracked_cids(matomo) == [f"{n:016x}" for n in range(3)] * 2
     assert store.outbox_size() == 0
+
+
+def test_an_idle_sink_finds_what_another_process_queued(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests an import left in the outbox (Matomo was down for it) are delivered by the
+    running daemon's sink, which nothing of its own wakes."""
+    monkeypatch.setattr(sink_module, "OUTBOX_RECHECK", 0.2)
+    other = Store.open(tmp_path / "state.db")
+
+    async def go(matomo: RecordingMatomo) -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            sink = MatomoSink(
+                store,
+                client,
+                tracking_url=matomo.tracking_url,
+                token_auth=DEFAULT_TOKEN,
+                batch_size=10,
+            )
+            running = asyncio.create_task(sink.run())
+            await asyncio.sleep(0.3)  # idle, waiting
+            payloads = fill(other, 3)
+            await asyncio.to_thread(
+                wait_for, lambda: len(matomo.requests) == len(payloads), 5, "the delivery"
+            )
+            running.cancel()
+
+    try:
+        with RecordingMatomo() as matomo:
+            asyncio.run(go(matomo))
+    finally:
+        other.close()
+    assert tracked_cids(matomo) == [f"{n:016x}" for n in range(3)]
+
+
+def test_a_sink_waits_while_another_process_sends(store: Store, tmp_path: Path) -> None:
+    fill(store, 5)
+    other = Store.open(tmp_path / "state.db")
+    assert other.send_lock.try_acquire()  # `audimeter import` has a batch in flight
+    try:
+        with RecordingMatomo() as matomo:
+            sink = flush(store, matomo, rounds=1)
+            assert matomo.batches == []
+            other.send_lock.release()
+            flush(store, matomo)
+    finally:
+        other.close()
+    assert sink.stats.sent == 0
+    assert tracked_cids(matomo) == [f"{n:016x}" for n in range(5)]

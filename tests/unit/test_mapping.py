@@ -103,7 +103,7 @@ def test_title_template_public_url_and_site_per_mount() -> None:
     assert (end["idsite"], end["e_n"]) == ("4", "Radio /talk (main)")
 
 
-def test_utm_parameters_become_the_campaign_and_query_parameters_dimensions() -> None:
+def test_campaign_parameters_go_into_the_landing_url_and_query_parameters_dimensions() -> None:
     mapper = RequestMapper("salt", {"main": SiteMapping(1, "http://r")}, 1, {"app": 3, "x": 4})
     session = Session(
         "main",
@@ -115,12 +115,26 @@ def test_utm_parameters_become_the_campaign_and_query_parameters_dimensions() ->
         "",
         5,
         0,
-        "utm_source=news&utm_campaign=Spring%20Drive&utm_term=jazz&app=" + "a" * 300,
+        "utm_source=news&pass=s3cret&utm_campaign=Spring%20Drive&token=t0k&utm_term=jazz"
+        "&MTM_CONTENT=banner&pk_vid=1&app=" + "a" * 300,
     )
     start = mapper.params(SessionStarted(session))
-    assert (start["_rcn"], start["_rck"]) == ("Spring Drive", "jazz")
+    # Matomo reads a visit's campaign from the landing page's URL; only campaign parameters
+    # go there, in the listener's order, never the rest of the query (passwords, tokens).
+    assert start["url"] == (
+        "http://r/live?utm_source=news&utm_campaign=Spring+Drive&utm_term=jazz&MTM_CONTENT=banner"
+    )
+    assert "_rcn" not in start
+    assert "_rck" not in start
     assert start["dimension3"] == "a" * 250
     assert "dimension4" not in start
     alive = mapper.params(SessionKeptAlive(session, 125, 5))
-    assert "_rcn" not in alive
+    end = mapper.params(SessionEnded(session, 130, 125, EndReason.LEFT))
+    assert alive["url"] == end["url"] == "http://r/live"
     assert alive["dimension3"] == "a" * 250
+
+
+def test_no_campaign_leaves_the_stream_url_bare() -> None:
+    mapper = RequestMapper("salt", {"main": SiteMapping(1, "http://r")}, 1)
+    session = Session("main", "i", "/live", "1", "10.0.0.1", "VLC", "", 5, 0, "app=x&pass=y")
+    assert mapper.params(SessionStarted(session))["url"] == "http://r/live"

@@ -224,3 +224,44 @@ def test_inbox_writes_alone_wait_for_the_disk(
     ]
     assert not [s for s in committed if "synchronous" in s]
     assert level == (1,)  # NORMAL again for everything else
+
+
+def test_an_import_is_queued_in_chunks_and_an_interrupted_one_goes_on_where_it_stopped(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "a.db")
+    requests = [f"?n={i}" for i in range(10)]
+    assert store.import_progress("k") == 0
+    # the third chunk fails (a payload SQLite refuses): two chunks of four stay queued, as a
+    # crash between two transactions would leave them
+    broken: list[str] = [*requests[:8], None]  # type: ignore[list-item]
+    with pytest.raises(StoreError):
+        store.commit_import("k", "main", "log", 3, broken, chunk=4)
+    assert store.import_progress("k") == 8
+    assert store.outbox_count(1, 100) == 8
+    store.commit_import("k", "main", "log", 3, requests, done=8, chunk=4)
+    assert store.import_progress("k") is None
+    assert [row.payload for row in store.outbox_batch(100)] == requests
+    assert store.outbox_last_id() == 10
+    assert [row.id for row in store.outbox_batch(100, upto=3)] == [1, 2, 3]
+
+
+def test_two_imports_of_one_file_at_once_queue_it_once(tmp_path: Path) -> None:
+    first, second = Store.open(tmp_path / "a.db"), Store.open(tmp_path / "a.db")
+    requests = [f"?n={i}" for i in range(6)]
+    assert first.import_progress("k") == second.import_progress("k") == 0
+    first.commit_import("k", "main", "log", 3, requests, chunk=4)
+    with pytest.raises(StoreError, match="another `audimeter import` of the same content"):
+        second.commit_import("k", "main", "log", 3, requests, chunk=4)
+    assert second.outbox_count(1, 100) == 6
+
+
+def test_one_sender_at_a_time(tmp_path: Path) -> None:
+    run, imports = Store.open(tmp_path / "a.db"), Store.open(tmp_path / "a.db")
+    assert run.send_lock.try_acquire()
+    assert not imports.send_lock.try_acquire()
+    run.send_lock.release()
+    assert imports.send_lock.try_acquire()
+    imports.close()  # closing drops the lock, as a process's death does
+    assert run.send_lock.try_acquire()
+    assert (tmp_path / "a.db.lock").exists()

@@ -6,13 +6,20 @@ online. So the mapping sends real actions:
 
 * start: a pageview of the stream URL with `new_visit=1`, dated (`cdt`) at the connect time;
 * keep-alive: an event every `keepalive_interval` seconds of listening;
-* end: an event dated one second before the last moment the listener was seen, because Matomo
-  shows a visit's length as `last action - first action + 1`.
+* end: an event dated one second before the last moment the listener was seen (never before the
+  start), because Matomo shows a visit's length as `last action - first action + 1`.
 
-Each event's value `e_v` is the seconds listened since the previous request, so the events of a
-session add up to its length. Where the server reports the query string the listener asked for
-(Icecast's URL authentication), `utm_campaign` and `utm_term` become the visit's campaign name
-and keyword on the start, and configured query parameters become custom dimensions.
+So Matomo shows a session of N >= 1 seconds as a visit of N seconds, and one shorter than a
+second (a server's 0) as 1 s: a visit with two actions lasts at least a second. Each event's
+value `e_v` is the seconds listened since the previous request, so the events of a session add
+up to its length (0 for the shorter-than-a-second one).
+
+Where the server reports the query string the listener asked for (Icecast's URL authentication),
+its campaign parameters (`CAMPAIGN_PARAMETERS`: utm_*, mtm_*, pk_*, ...) go into the start's
+`url`, the landing page, which is where Matomo reads a visit's campaign (`_rcn`/`_rck` would only
+attribute conversions). Nothing else of the query goes there: it may hold a password or token.
+The keep-alives and the end carry the bare stream URL: with no campaign of their own they leave
+the visit's campaign alone. Configured query parameters become custom dimensions.
 
 `cid` pins the visitor: a salted hash of the listener's address,
 player and slot (the slot separates identical listeners listening at the same time). The salt is
@@ -28,13 +35,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from audimeter.config import Config, MatomoConfig
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
 
 DIMENSION_MAX = 250  # Matomo cuts custom dimension values there
-CAMPAIGN_PARAMETERS = (("utm_campaign", "_rcn"), ("utm_term", "_rck"))
+CAMPAIGN_PARAMETERS = frozenset(
+    [f"utm_{name}" for name in ("campaign", "term", "source", "medium", "content", "id")]
+    + [
+        f"{prefix}_{name}"
+        for prefix in ("mtm", "pk", "matomo", "piwik")
+        for name in (
+            *("campaign", "cpn", "kwd", "keyword", "source", "medium"),
+            *("content", "cid", "group", "placement"),
+        )
+    ]
+)
+"""Query parameters Matomo reads a campaign from: its own and Google's names (core reads the
+name and keyword; the MarketingCampaignsReporting plugin also source, medium, content, id,
+group and placement)."""
 
 EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
@@ -104,9 +124,9 @@ class RequestMapper:
             params["cip"] = session.ip
         if session.user_agent:
             params["ua"] = session.user_agent
+        query = parse_qs(session.query) if session.query else {}
         if site.stream_base_url:
             params["url"] = site.stream_base_url + session.mount
-        query = parse_qs(session.query) if session.query else {}
         for name, dimension in self._dimensions.items():
             if query.get(name):
                 params[f"dimension{dimension}"] = query[name][0][:DIMENSION_MAX]
@@ -116,9 +136,13 @@ class RequestMapper:
             params["cdt"] = str(session.started_at)
             if session.referrer:
                 params["urlref"] = session.referrer
-            for name, parameter in CAMPAIGN_PARAMETERS:
-                if query.get(name):
-                    params[parameter] = query[name][0]
+            campaign = [
+                (name, value)
+                for name, value in parse_qsl(session.query)
+                if name.lower() in CAMPAIGN_PARAMETERS
+            ]
+            if campaign and "url" in params:
+                params["url"] += "?" + urlencode(campaign)
         elif isinstance(event, SessionKeptAlive):
             params.update(self._event(KEEPALIVE_ACTION, session, event.at, event.previous_at))
         elif isinstance(event, SessionEnded):

@@ -1,7 +1,10 @@
 """The Matomo sink: drains the outbox to Matomo's bulk tracking API.
 
 One batch is in flight at a time and batches leave in outbox order, so one visitor's requests reach
-Matomo in time order. A batch is deleted from the outbox only after Matomo answered for it:
+Matomo in time order. That holds across processes too: a sink holds the state file's `SendLock`
+from reading a batch until it is deleted, so `audimeter run` and `audimeter import` on one state
+file take turns and never send the same request. A batch is deleted from the outbox only after
+Matomo answered for it:
 
 * 200 with no invalid request: acknowledged.
 * 200 with invalid requests: Matomo tracked the others (measured on Matomo 5.0.2) and names the
@@ -42,6 +45,13 @@ from audimeter.matomo.api import MatomoApi, MatomoApiError
 from audimeter.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
+
+LOCK_PATIENCE = 1.0
+"""Seconds `flush_once` waits for another process's batch before it lets its caller look again."""
+_LOCK_POLL = 0.05
+OUTBOX_RECHECK = 5.0
+"""Seconds an idle sink waits before it looks at the outbox again: another process (an import
+that could not deliver everything) may have left requests in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,28 +149,45 @@ class MatomoSink:
                     await self._sleep_until_work()
 
     async def _sleep_until_work(self) -> None:
-        """Until new rows arrive, or it is time to ask again about parked sites."""
-        if not self._parked:
-            await self._wakeup.wait()
-            return
+        """Until new rows arrive, it is time to ask again about parked sites, or `OUTBOX_RECHECK`
+        passed: an import beside this process may have left requests it could not deliver."""
+        wait = OUTBOX_RECHECK
+        if self._parked:
+            wait = min(wait, max(0.0, self._next_check - self._clock()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), max(0.0, self._next_check - self._clock()))
+            await asyncio.wait_for(self._wakeup.wait(), wait)
 
-    async def flush_once(self) -> bool:
-        """Send one batch; False when nothing can be sent (the outbox is empty, or holds only
-        requests of refused sites). Sleeps the backoff after a failure."""
+    async def flush_once(self, upto: int | None = None) -> bool:
+        """Send one batch (of requests with ids up to `upto`, when given); False when nothing can
+        be sent (the outbox is empty, or holds only requests of refused sites). Sleeps the
+        backoff after a failure. True without sending when another process kept the send lock
+        for `LOCK_PATIENCE` seconds: it is sending from the same outbox."""
         if self._parked and self._clock() >= self._next_check:
             await self._check_parked()
-        rows = self._sendable_batch()
-        if not rows:
-            return False
+        lock = self._store.send_lock
+        deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE
+        while not lock.try_acquire():
+            if asyncio.get_running_loop().time() >= deadline:
+                return True
+            await asyncio.sleep(_LOCK_POLL)
         try:
-            await self._deliver(rows)
-        except _Retry as exc:
+            rows = self._sendable_batch(upto)
+            if not rows:
+                return False
+            failed: _Retry | None = None
+            try:
+                await self._deliver(rows)
+            except _Retry as exc:
+                failed = exc
+        finally:
+            lock.release()
+        if failed is not None:
             self._failures += 1
             self.stats.failures += 1
             delay = self._backoff.delay(self._failures)
-            log.warning("matomo: %s; %d requests kept, retrying in %.0f s", exc, len(rows), delay)
+            log.warning(
+                "matomo: %s; %d requests kept, retrying in %.0f s", failed, len(rows), delay
+            )
             await asyncio.sleep(delay)
             return True
         if self._failures:
@@ -180,10 +207,10 @@ class MatomoSink:
         if left:
             log.info("matomo: %d requests left in the outbox for next time", left)
 
-    def _sendable_batch(self) -> list[OutboxRow]:
+    def _sendable_batch(self, upto: int | None) -> list[OutboxRow]:
         """The next batch of the outbox, after parking the requests of refused sites in it."""
         while True:
-            rows = self._store.outbox_batch(self._batch_size)
+            rows = self._store.outbox_batch(self._batch_size, upto)
             held = [(row, site) for row in rows if (site := site_of(row)) in self._parked]
             if not held:
                 return rows
