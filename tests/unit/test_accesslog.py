@@ -1,4 +1,5 @@
-"""Access log lines: Icecast 2.4.4's real logs (../shared/fixtures) and SHOUTcast's W3C log."""
+"""Access log lines: real logs of Icecast 2.4.4, 2.5 and KH (tests/fixtures), and SHOUTcast's W3C
+log."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import calendar
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +22,9 @@ from audimeter.sources.accesslog import (
     scan_shoutcast_line,
     scanner_for,
 )
+from tests.support.fixtures import ICECAST_24
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
+FIXTURES = ICECAST_24
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"
 EXO = "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"
@@ -72,7 +73,6 @@ RUN2_LISTENERS = {
 }
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("access.log.run1", RUN1_LISTENERS), ("access.log.run2", RUN2_LISTENERS)],
@@ -491,9 +491,8 @@ def icecast_lines() -> list[str]:
             .replace(" 200 4096 ", f" {case.status} {case.sent} ")
             .replace(" 30", f" {case.duration}")
         )
-    if FIXTURES.is_dir():
-        for name in ("access.log.run1", "access.log.run2"):
-            lines += (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    for name in ("access.log.run1", "access.log.run2"):
+        lines += (FIXTURES / name).read_text(encoding="utf-8").splitlines()
     return lines + BAD_ICECAST
 
 
