@@ -35,14 +35,15 @@ from a poll does not end at once: it is *gone*, its slot is free, and it waits u
 seconds for its `ListenerLeft`, which ends it at the exact time; otherwise it ends at its last
 sighting. A `ListenerLeft` for a session never seen (shorter than a poll interval) replays the
 whole session at once. A log line names no client id: it fits a session of its address and
-player (compared as Icecast logs players) that started within `START_TOLERANCE` of it and was
-not listed after it ended. Ended sessions are remembered for `RECENT_SECONDS` (counted from the
-mount's last poll while its server is silent), beyond their mount and server instance, so a
-late `ListenerLeft` never counts a session twice. One ended at its last sighting that the server
-lists again (it stayed through an outage) carries on as a new session, and its `ListenerLeft`
-ends that one. `ListenerJoined` (URL authentication) starts a session at the moment it
-connected, with the query string it asked for, on a mount already polled; a poll then finds it
-like any other.
+player (compared as Icecast logs players: 2.4's `.` for odd bytes, KH's cut at 150 bytes; a
+player the listing could not show, bytes that are not UTF-8, fits one listed without) that
+started within `START_TOLERANCE` of it and was not listed after it ended. Ended sessions are
+remembered for `RECENT_SECONDS` (counted from the mount's last poll while its server is
+silent), beyond their mount and server instance, so a late `ListenerLeft` never counts a
+session twice. One ended at its last sighting that the server lists again (it stayed through
+an outage) carries on as a new session, and its `ListenerLeft` ends that one. `ListenerJoined`
+(URL authentication) starts a session at the moment it connected, with the query string it
+asked for, on a mount already polled; a poll then finds it like any other.
 
 Two options shape what counts. `admit` sees each new listener once and may leave it out (a relay,
 a monitor) or correct it (its address behind a proxy); a listener left out stays out while it is
@@ -736,15 +737,18 @@ def _match(
     """The session of a mount that a log line's (admitted) listener describes, open, gone or
     remembered; None when none fits.
 
-    It has the line's address and player and started within `START_TOLERANCE` of the line's
-    start; and the server did not list it after the line's end, which tells a connection from
-    a look-alike (the same player at the same address) that came and went between two polls.
+    It has the line's address and player (see `_same_player`) and started within
+    `START_TOLERANCE` of the line's start; and the server did not list it after the line's end,
+    which tells a connection from a look-alike (the same player at the same address) that came
+    and went between two polls. A session listed without a player matches a line whose player
+    could not be listed, if no session of that player fits.
     """
     best: Session | _Gone | SessionRemembered | None = None
-    best_gap = START_TOLERANCE + 1
+    best_rank = (2, 0)
     latest = end + START_TOLERANCE
     ip, user_agent = listener.ip, listener.user_agent
     logged = _as_logged(user_agent)
+    unlistable = _UNREADABLE in user_agent
     candidates: list[Iterable[tuple[Session | _Gone | SessionRemembered, Session]]] = []
     if state is not None:
         if state.last_seen <= latest:  # every open session was listed at the last poll
@@ -755,13 +759,35 @@ def _match(
         for entries in recent.values()
     )
     for candidate, session in itertools.chain.from_iterable(candidates):
-        if session.ip == ip and (
-            session.user_agent == user_agent or _as_logged(session.user_agent) == logged
-        ):
-            gap = abs(session.started_at - start)
-            if gap < best_gap:
-                best, best_gap = candidate, gap
+        gap = abs(session.started_at - start)
+        if session.ip != ip or gap > START_TOLERANCE:
+            continue
+        if _same_player(session.user_agent, user_agent, logged):
+            rank = (0, gap)
+        elif unlistable and not session.user_agent:
+            rank = (1, gap)
+        else:
+            continue
+        if rank < best_rank:
+            best, best_rank = candidate, rank
     return best
+
+
+_UNREADABLE = "\ufffd"
+"""What a log line holds for bytes that are not UTF-8: Icecast-KH leaves such a user agent out
+of its listing, 2.5 lists it empty."""
+KH_CUT = 150
+"""Icecast-KH writes at most this many bytes of a user agent to its access log."""
+
+
+def _same_player(polled: str, line: str, logged: str) -> bool:
+    """Whether a polled user agent and a log line's (`logged`: the line's in 2.4's form) are the
+    same player: equal; equal as Icecast 2.4 logs them; or the line's is the polled one cut
+    as Icecast-KH cuts it."""
+    if polled == line or _as_logged(polled) == logged:
+        return True
+    raw = polled.encode("utf-8", "replace")
+    return len(raw) > KH_CUT and raw[:KH_CUT].decode("utf-8", "replace") == line
 
 
 _LOGGED_AS_DOT = bytes(

@@ -23,6 +23,9 @@ ignored. So the receiver is on the listener's path, and its rules follow from th
 * Requests without the configured HTTP Basic credentials get 401 and no accept header. Icecast
   sends credentials only when the mount has the `username` and `password` options; without them
   it forwards the *listener's* credentials, which audimeter refuses.
+* Icecast 2.5 also asks about every admin request on such a mount (audimeter's own polls of
+  `/admin/listclients?mount=…`), with the admin's user and password in the form. These are let
+  in without writing anything to the state file or logging any of their fields.
 * `stream_auth` (source-client authentication) is never approved: pointing it here would let any
   source client in.
 
@@ -66,6 +69,10 @@ ACCEPT_HEADERS: Final = {"icecast-auth-user": "1", "x-icecast-auth-result": "ok"
 JOIN_ACTIONS: Final = frozenset({"listener_add", "client_add"})
 LEAVE_ACTIONS: Final = frozenset({"listener_remove", "client_remove"})
 SOURCE_AUTH_ACTION: Final = "stream_auth"
+ADMIN: Final = "/admin"
+"""Icecast's admin interface. Icecast 2.5 sends a `listener_add` for each request to it that
+names a URL-authentication mount (`mount=/admin/listclients?mount=…`), with the admin's `user`
+and `pass`: it is let in and nothing of it is recorded or logged."""
 
 HEADER_PREFIXES: Final = ("clientheader.", "")
 """Prefixes of forwarded request headers, lower-cased: the one the Icecast documentation shows,
@@ -127,12 +134,15 @@ def parse_form(fields: Mapping[str, str], source: str, now: int) -> WebhookObser
     """The observation one URL-authentication form reports, or None if it reports none.
 
     Joins and leaves become `ListenerJoined` and `ListenerLeft` at `now`; mount and other
-    actions, None. Raises `FormError` when a join or leave lacks what makes it one.
+    actions, and requests to the admin interface, None. Raises `FormError` when a join or leave
+    lacks what makes it one.
     """
     action = fields.get("action", "")
     if action not in JOIN_ACTIONS and action not in LEAVE_ACTIONS:
         return None  # mount_add and mount_remove (a source came or went), or unknown
     mount, query = _split_mount(_required(fields, "mount", action), action)
+    if mount == ADMIN or mount.startswith(ADMIN + "/"):
+        return None  # Icecast 2.5 asks about every admin request (audimeter's polls) too
     client_id = _required(fields, "client", action)
     ip = fields.get("ip", "")
     user_agent = fields.get("agent", "")

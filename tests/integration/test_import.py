@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from audimeter.config import Config, parse_config
-from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
     Listen,
@@ -32,8 +32,10 @@ from audimeter.importer import (
 )
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import Backoff
+from audimeter.sessionizer import Sessionizer
 from audimeter.store import Store
 from tests.support.audimeter import AudimeterProcess, wait_for
+from tests.support.fixtures import ICECAST_25, live_observations
 from tests.support.icecast import IcecastServer, Listener, SourceClient
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
 
@@ -462,3 +464,59 @@ def state_outbox(path: Path) -> int:
         return store.outbox_size()
     finally:
         store.close()
+
+
+def test_a_25_log_imports_the_players_the_listeners_sent(
+    tmp_path: Path, matomo: RecordingMatomo
+) -> None:
+    """Icecast 2.5 writes quotes, backslashes and UTF-8 of a player as \\xNN in its log: the
+    import sends the players themselves, so each visitor id is the one `audimeter run` gave the
+    same listener (polled, its log line giving the exact end). The one exception is a player
+    that is not UTF-8: the listing shows none, the log its bytes (U+FFFD for each)."""
+    config = config_for(matomo, tmp_path)
+    assert config.matomo is not None
+    mapper = mapper_for(config, config.matomo, "salt")
+    imported = plan_lines(
+        read_lines(ICECAST_25 / "access.log"),
+        config=config,
+        source=config.sources[0],
+        key="k" * 64,
+        counts=Counts(),
+    )
+    live = Sessionizer(keepalive_interval=KEEPALIVE, outage_grace=60, exact_ends={"main": 30})
+    run = [e for o in live_observations(ICECAST_25, "main") for e in live.observe(o)]
+
+    def visitors(events: list[Event]) -> dict[tuple[str, int], tuple[str, int, str]]:
+        return {
+            (e.session.ip, e.session.started_at): (
+                e.session.user_agent,
+                e.session.slot,
+                mapper.params(e)["cid"],
+            )
+            for e in events
+            if isinstance(e, SessionStarted) and e.session.mount == "/live.mp3"
+        }
+
+    by_import, by_run = visitors(imported), visitors(run)
+    assert by_import.keys() == by_run.keys()
+    assert len(by_run) == 10
+    not_utf8 = [key for key, (agent, _, _) in by_import.items() if "\ufffd" in agent]
+    assert [by_run[key][0] for key in not_utf8] == [""]
+    players = {key: agent for key, (agent, _, _) in by_import.items() if key not in not_utf8}
+    assert players == {key: by_run[key][0] for key in players}
+    assert {'Winamp/5.9 "beta" (test\\build)', "Radio Ünï Player/1.0"} <= set(players.values())
+    assert not any("\\x" in agent for agent in players.values())
+    # A session `run` knows from its log line alone (the long player's reconnect) takes a slot
+    # no session that ended since used; the import reuses the slot: only the slot differs.
+    same_slot = [key for key in players if by_import[key][1] == by_run[key][1]]
+    assert len(same_slot) == 8
+    assert all(by_import[key][2] == by_run[key][2] for key in same_slot)
+
+    # `audimeter import` sends them so
+    result = audimeter_import(
+        write_config(tmp_path, matomo), "--source", "main", ICECAST_25 / "access.log"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sent = {visit.user_agent for visit in matomo.model(VISIT_LENGTH).visits()}
+    assert set(players.values()) <= sent
+    assert not any("\\x" in (agent or "") for agent in sent)

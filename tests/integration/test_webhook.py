@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from audimeter.config import WebhookConfig
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.store import Store
-from audimeter.webhook import WebhookError, WebhookReceiver, decode
+from audimeter.webhook import WebhookError, WebhookReceiver, decode, decode_form
+from tests.support.fixtures import ICECAST_25, url_auth_requests
 from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port, listclients
 
 USERNAME = "icecast"
@@ -340,6 +341,45 @@ def test_a_malformed_form_still_lets_the_listener_in(
     assert "without duration" in caplog.text
     assert "listener-pw" not in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def state_files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("state.db*"))}
+
+
+def test_icecast_25_admin_requests_are_let_in_and_leave_no_trace(
+    receiver: ReceiverThread,
+    client: httpx.Client,
+    reader: Store,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Icecast 2.5 asks about each of audimeter's polls of a URL-auth mount, with the admin's
+    password: every such request is let in (or the poll would fail), nothing of it is written
+    to the state file or logged; the listeners' requests of the same run are recorded."""
+    caplog.set_level(logging.DEBUG)
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    requests = url_auth_requests(ICECAST_25 / "url_auth_requests.log")
+    admin = [r for r in requests if decode_form(r.body.encode())["mount"].startswith("/admin/")]
+    assert len(admin) == 48
+    before = state_files(tmp_path)
+    for request in admin:
+        assert_accepted(client.post(receiver.url, content=request.body, headers=headers))
+    assert state_files(tmp_path) == before
+    assert (receiver.receiver.received, receiver.receiver.recorded) == (48, 0)
+    assert receiver.receiver.failed == 0
+    assert "admpw-25" not in caplog.text
+    assert "admpw" not in caplog.text
+
+    for request in requests:
+        if request not in admin:
+            assert_accepted(client.post(receiver.url, content=request.body, headers=headers))
+    assert [(o.client_id, type(o).__name__) for o in inbox(reader)] == [
+        ("117", "ListenerJoined"),
+        ("117", "ListenerLeft"),
+        ("234", "ListenerJoined"),
+        ("234", "ListenerLeft"),
+    ]
 
 
 def test_a_busy_port_is_reported(store: Store) -> None:

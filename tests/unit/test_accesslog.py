@@ -1,4 +1,5 @@
-"""Access log lines: Icecast 2.4.4's real logs (../shared/fixtures) and SHOUTcast's W3C log."""
+"""Access log lines: real logs of Icecast 2.4.4, 2.5 and KH (tests/fixtures), and SHOUTcast's W3C
+log."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from audimeter.sources.accesslog import (
     scan_shoutcast_line,
     scanner_for,
 )
+from tests.support.fixtures import ICECAST_24, ICECAST_25, ICECAST_KH
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
+FIXTURES = ICECAST_24
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"
 EXO = "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"
@@ -72,7 +74,6 @@ RUN2_LISTENERS = {
 }
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("access.log.run1", RUN1_LISTENERS), ("access.log.run2", RUN2_LISTENERS)],
@@ -89,6 +90,133 @@ def test_every_line_of_the_real_logs(name: str, expected: dict[int, LogEntry]) -
             listeners[number] = entry
     assert listeners == expected
     assert all(entry.start == entry.end - entry.duration for entry in listeners.values())
+
+
+# Icecast-KH and 2.5.0-rc2 logs of the same scenario (tests/fixtures/SOURCES.md), read as the
+# tailer and `audimeter import` read them: UTF-8, bytes that are not UTF-8 as U+FFFD. KH cuts the
+# long user agent at 150 bytes and writes `"`, backslashes and UTF-8 raw; 2.5 escapes them as
+# \xNN, which reads back as what the listener sent. Both logs hold a listener whose user agent is
+# Latin-1 (`Player M\xfcller/1.0`).
+LONG = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0 OPR/115.0.0.0 AudimeterLongUATest/1.0 "
+    '(extra "quoted" part)'
+)
+LONG_CUT = LONG.encode()[:150].decode()
+FIREFOX_133 = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+VLC_20 = "VLC/3.0.20 LibVLC/3.0.20"
+WINAMP = 'Winamp/5.9 "beta" (test\\build)'
+RADIO = "Radio Ünï Player/1.0"
+CAP = 'CapPlayer/1.0 "q" Ünï'
+LATIN_1 = "Player M\ufffdller/1.0"
+PAGE = "https://radio.example/player"
+
+
+def at(
+    ip: str,
+    clock: str,
+    duration: int,
+    sent: int,
+    agent: str,
+    path: str = "/live.mp3",
+    ref: str = "",
+) -> LogEntry:
+    end = utc(f"2026-12-03 {clock}")
+    return LogEntry(ip, end, duration, "GET", path, 200, sent, ref, agent)
+
+
+KH_LISTENERS = {
+    17: at("127.0.0.52", "07:09:35", 23, 433841, FIREFOX_133),
+    48: at("127.0.0.51", "07:10:53", 101, 1677684, VLC_20, ref=PAGE),
+    49: at("127.0.0.53", "07:10:53", 101, 1677684, LONG_CUT),
+    68: at("127.0.0.53", "07:11:39", 37, 606876, LONG_CUT),
+    100: at("127.0.0.54", "07:12:29", 14, 292153, WINAMP),
+    101: at("127.0.0.57", "07:12:29", 14, 289645, "QueryPlayer/1.0"),  # KH logs the query
+    102: at("127.0.0.55", "07:12:29", 14, 289645, RADIO),
+    103: at("127.0.0.56", "07:12:33", 3, 102818, "ShortProbe/1.0"),
+    128: at(
+        "127.0.0.61",
+        "07:13:13",
+        14,
+        290899,
+        "HookPlayer/2.0 (KH)",
+        "/auth.mp3",
+        "https://hook.example/page",
+    ),
+    149: at("127.0.0.62", "07:13:39", 4, 75233, CAP, "/authcap.mp3", "https://cap.example/p?a=1"),
+    453: at("127.0.0.58", "07:19:58", 15, 292153, LATIN_1),
+    495: at("127.0.0.64", "07:20:47", 7, 166766, "CapList/1.0", "/authcap.mp3"),
+    506: at("127.0.0.51", "07:20:55", 593, 9490579, VLC_20, ref=PAGE),
+}
+ICECAST_25_LISTENERS = {
+    20: at("127.0.0.72", "07:14:43", 22, 423248, FIREFOX_133),
+    43: at("127.0.0.73", "07:15:40", 79, 1330448, LONG),
+    45: at("127.0.0.71", "07:15:40", 79, 1330448, VLC_20, ref=PAGE),
+    67: at("127.0.0.73", "07:16:23", 34, 564648, LONG),
+    77: at("127.0.0.75", "07:16:35", 12, 253848, RADIO),
+    78: at("127.0.0.74", "07:16:35", 12, 253848, WINAMP),
+    79: at("127.0.0.77", "07:16:35", 12, 253848, "QueryPlayer/1.0"),
+    84: at("127.0.0.76", "07:16:38", 2, 95648, "ShortProbe/1.0"),
+    141: at(
+        "127.0.0.81",
+        "07:17:49",
+        26,
+        472248,
+        "HookPlayer/2.0 (2.5)",
+        "/auth.mp3",
+        "https://hook.example/page",
+    ),
+    150: at("127.0.0.82", "07:18:00", 5, 125051, CAP, "/authcap.mp3", "https://cap.example/p?a=1"),
+    211: at("127.0.0.78", "07:19:58", 15, 287448, LATIN_1),
+    253: at("127.0.0.84", "07:20:47", 7, 160051, "CapList/1.0", "/authcap.mp3"),
+    258: at("127.0.0.71", "07:20:55", 306, 4910248, VLC_20, ref=PAGE),
+}
+
+
+def real_lines(path: Path) -> list[str]:
+    """A log's lines as the tailer and `audimeter import` decode them."""
+    return [line.decode("utf-8", "replace") for line in path.read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [(ICECAST_KH, KH_LISTENERS), (ICECAST_25, ICECAST_25_LISTENERS)],
+    ids=["kh", "2.5"],
+)
+def test_every_line_of_the_kh_and_25_logs(folder: Path, expected: dict[int, LogEntry]) -> None:
+    listeners = {}
+    for number, line in enumerate(real_lines(folder / "access.log"), 1):
+        entry = parse_icecast_line(line)
+        assert entry is not None, f"line {number} not parsed: {line}"
+        assert entry.end >= utc("2026-12-03 07:09:01")
+        if is_listener(entry):
+            listeners[number] = entry
+    assert listeners == expected
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        # Icecast 2.5: decoded
+        ("Winamp/5.9 \\x22beta\\x22 (test\\x5cbuild)", WINAMP),
+        ("Radio \\xc3\\x9cn\\xc3\\xaf Player/1.0", RADIO),
+        ("bang\\x21 tick\\x60 tab\\x09 del\\x7f", "bang! tick` tab\t del\x7f"),
+        ("Upper \\xC3\\x9C", "Upper Ü"),
+        ("Player M\\xfcller/1.0", LATIN_1),  # not UTF-8: as a raw line reads it
+        # Icecast-KH and 2.4: kept as written
+        ('Winamp/5.9 "beta" (test\\build)', WINAMP),  # raw quote and backslash
+        ("C:\\xfiles\\player", "C:\\xfiles\\player"),  # a backslash that starts no escape
+        ("Say\\x21 hi!", "Say\\x21 hi!"),  # 2.5 would have escaped the raw `!`
+        ("Ünï \\x41", "Ünï \\x41"),  # 2.5 would have escaped the raw UTF-8
+        ("Quote .q. back.slash ..n..", "Quote .q. back.slash ..n.."),  # 2.4's dots
+        ("half \\x4", "half \\x4"),
+    ],
+)
+def test_escaped_user_agents_and_referrers(written: str, read: str) -> None:
+    line = with_('"-" "VLC/3.0"', f'"https://a.example/?q={written}" "{written}"')
+    entry = parse_icecast_line(line)
+    assert entry is not None
+    assert (entry.user_agent, entry.referrer) == (read, f"https://a.example/?q={read}")
 
 
 def test_other_fields_of_real_lines() -> None:
@@ -491,9 +619,9 @@ def icecast_lines() -> list[str]:
             .replace(" 200 4096 ", f" {case.status} {case.sent} ")
             .replace(" 30", f" {case.duration}")
         )
-    if FIXTURES.is_dir():
-        for name in ("access.log.run1", "access.log.run2"):
-            lines += (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    for name in ("access.log.run1", "access.log.run2"):
+        lines += (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    lines += real_lines(ICECAST_KH / "access.log") + real_lines(ICECAST_25 / "access.log")
     return lines + BAD_ICECAST
 
 

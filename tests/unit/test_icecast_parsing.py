@@ -1,30 +1,29 @@
-"""Icecast admin XML, parsed from real captures of Icecast 2.4.4 (../shared/fixtures)."""
+"""Icecast admin answers, parsed from real captures of Icecast 2.4.4, 2.5.0-rc2 and Icecast-KH
+(tests/fixtures): listings, stats and error answers, as the parser and the poller read them."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
-from audimeter.observations import Listener, decode_all
-from audimeter.sources.icecast import parse_listclients, parse_stats
+from audimeter.config import SourceConfig
+from audimeter.observations import Listener, MountPolled, Observation, SourceSeen, decode_all
+from audimeter.sources import SourceError
+from audimeter.sources.icecast import IcecastPoller, parse_listclients, parse_stats
 from audimeter.sources.xml import FormatError
+from tests.support.fixtures import ICECAST_24, ICECAST_25, ICECAST_KH, http_answer
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
+FIXTURES = ICECAST_24
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"
 EXO = "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
-
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def body(name: str) -> bytes:
-    """The body of a captured raw HTTP response."""
-    return fixture(name).split(b"\r\n\r\n", 1)[-1].split(b"\n\n", 1)[-1]
 
 
 LISTCLIENTS = {
@@ -96,19 +95,6 @@ def test_stats(name: str) -> None:
     assert stats.mounts == expected
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "admin_listclients_no_auth.txt",
-        "admin_listclients_wrong_pass.txt",
-        "admin_listclients_unknown_mount.txt",
-    ],
-)
-def test_error_pages_are_not_icecast_xml(name: str) -> None:
-    with pytest.raises(FormatError, match="not Icecast XML"):
-        parse_listclients(body(name))
-
-
 def test_listmounts_is_not_a_listclients_answer() -> None:
     # listmounts has <source> elements but no listeners: parsed as a mount with nobody on it.
     mount, listeners = parse_listclients(fixture("admin_listmounts.xml"))
@@ -165,34 +151,239 @@ def test_listener_without_an_id_is_left_out() -> None:
     ]
 
 
-# Icecast 2.5 and KH formats as their sources write them (no server of those versions runs here).
-ICECAST_25 = (
-    b'<?xml version="1.0"?>\n<icestats><source mount="/live.mp3"><listeners>2</listeners>'
-    b'<listener id="12"><id>12</id><ip>203.0.113.4</ip><useragent>VLC/3.0.20</useragent>'
-    b"<connected>61</connected><referer>https://radio.example/player</referer></listener>"
-    b'<listener id="15"><id>15</id><ip>2001:db8::7</ip><useragent>Winamp/5.9</useragent>'
-    b"<connected>3</connected></listener></source></icestats>"
+# -- Icecast 2.5.0-rc2 and Icecast-KH (kh22), captured from real servers --------------------------
+# 2.5 writes lower-case listener fields, an `id` attribute and more elements (host, role, acl,
+# tls, protocol, history) and lists a user agent that is not UTF-8 empty; KH adds `<Referer>` and
+# `<lag>`, a lower-case `<listeners>` count, an `id` attribute, and leaves such a user agent out.
+
+VLC_20 = "VLC/3.0.20 LibVLC/3.0.20"
+FIREFOX_133 = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+LONG = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0 OPR/115.0.0.0 AudimeterLongUATest/1.0 "
+    '(extra "quoted" part)'
 )
-ICECAST_KH = (
-    b'<?xml version="1.0"?>\n<icestats><source mount="/kh.mp3"><Listeners>1</Listeners>'
-    b"<listener><IP>198.51.100.2</IP><UserAgent>foobar2000/2.0</UserAgent>"
-    b"<Referer>https://kh.example/</Referer><lag>4096</lag><Connected>120</Connected>"
-    b"<ID>77</ID></listener></source></icestats>"
+WINAMP = 'Winamp/5.9 "beta" (test\\build)'
+RADIO = "Radio Ünï Player/1.0"
+PLAYER_PAGE = "https://radio.example/player"
+
+SERVERS = {
+    "kh": (
+        ICECAST_KH,
+        {
+            "admin_listclients_live.xml": (
+                "/live.mp3",
+                [
+                    Listener("4", "127.0.0.51", VLC_20, 6, PLAYER_PAGE),
+                    Listener("5", "127.0.0.52", FIREFOX_133, 6),
+                    Listener("6", "127.0.0.53", LONG, 6),
+                ],
+            ),
+            "admin_listclients_quote_utf8_query.xml": (
+                "/live.mp3",
+                [
+                    Listener("1", "127.0.0.51", VLC_20, 85, PLAYER_PAGE),
+                    Listener("8", "127.0.0.54", WINAMP, 12),
+                    Listener("9", "127.0.0.57", "QueryPlayer/1.0", 12),
+                    Listener("10", "127.0.0.55", RADIO, 12),
+                ],
+            ),
+            "admin_listclients_latin1_ua.xml": (
+                "/live.mp3",
+                [
+                    Listener("1", "127.0.0.51", VLC_20, 528, PLAYER_PAGE),
+                    Listener("21", "127.0.0.58", "", 7),
+                ],
+            ),
+            "admin_listclients_urlauth.xml": (
+                "/authcap.mp3",
+                [Listener("23", "127.0.0.64", "CapList/1.0", 3)],
+            ),
+        },
+    ),
+    "2.5": (
+        ICECAST_25,
+        {
+            "admin_listclients_live.xml": (
+                "/live.mp3",
+                [
+                    Listener("8", "127.0.0.72", FIREFOX_133, 3),
+                    Listener("9", "127.0.0.73", LONG, 3),
+                    Listener("10", "127.0.0.71", VLC_20, 3, PLAYER_PAGE),
+                ],
+            ),
+            "admin_listclients_quote_utf8_query.xml": (
+                "/live.mp3",
+                [
+                    Listener("1", "127.0.0.71", VLC_20, 46, PLAYER_PAGE),
+                    Listener("30", "127.0.0.75", RADIO, 12),
+                    Listener("31", "127.0.0.74", WINAMP, 12),
+                    Listener("32", "127.0.0.77", "QueryPlayer/1.0", 12),
+                ],
+            ),
+            "admin_listclients_latin1_ua.xml": (
+                "/live.mp3",
+                [
+                    Listener("1", "127.0.0.71", VLC_20, 241, PLAYER_PAGE),
+                    Listener("183", "127.0.0.78", "", 7),
+                ],
+            ),
+            "admin_listclients_urlauth.xml": (
+                "/authcap.mp3",
+                [Listener("234", "127.0.0.84", "CapList/1.0", 3)],
+            ),
+        },
+    ),
+}
+LISTINGS = [
+    (folder / name, expected)
+    for folder, listings in SERVERS.values()
+    for name, expected in listings.items()
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"), LISTINGS, ids=[f"{p.parent.name}/{p.name}" for p, _ in LISTINGS]
 )
+def test_kh_and_25_listclients(path: Path, expected: tuple[str, list[Listener]]) -> None:
+    mount, table = parse_listclients(path.read_bytes())
+    assert (mount, decode_all(table)) == expected
+    assert table.client_ids == [listener.client_id for listener in expected[1]]
 
 
-def test_icecast_25_lower_case_listing() -> None:
-    mount, table = parse_listclients(ICECAST_25)
-    assert mount == "/live.mp3"
-    assert table.client_ids == ["12", "15"]
-    assert decode_all(table) == [
-        Listener("12", "203.0.113.4", "VLC/3.0.20", 61, "https://radio.example/player"),
-        Listener("15", "2001:db8::7", "Winamp/5.9", 3),
-    ]
+@pytest.mark.parametrize("server", SERVERS)
+def test_every_kh_and_25_listclients_capture_is_covered(server: str) -> None:
+    folder, listings = SERVERS[server]
+    assert {p.name for p in folder.glob("admin_listclients*.xml")} == set(listings)
 
 
-def test_icecast_kh_listing_with_referer_and_lag() -> None:
-    _, table = parse_listclients(ICECAST_KH)
-    assert decode_all(table) == [
-        Listener("77", "198.51.100.2", "foobar2000/2.0", 120, "https://kh.example/")
-    ]
+@pytest.mark.parametrize("folder", [ICECAST_KH, ICECAST_25], ids=["kh", "2.5"])
+@pytest.mark.parametrize("name", ["admin_listclients_live", "admin_listmounts", "admin_stats"])
+def test_captured_answers_hold_the_captured_bodies(folder: Path, name: str) -> None:
+    answer = http_answer(folder / f"{name}.txt")
+    assert answer.status == 200
+    assert answer.body == (folder / f"{name}.xml").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("folder", "server_id", "instance"),
+    [
+        (ICECAST_KH, "Icecast 2.4.0-kh22", "03/Dec/2026:07:08:54 +0000"),  # no server_start_iso8601
+        (ICECAST_25, "Icecast 2.4.999.2", "2026-12-03T07:13:49+0000"),
+    ],
+    ids=["kh", "2.5"],
+)
+def test_kh_and_25_stats(folder: Path, server_id: str, instance: str) -> None:
+    stats = parse_stats((folder / "admin_stats.xml").read_bytes())
+    assert (stats.server_id, stats.instance, stats.mounts) == (
+        server_id,
+        instance,
+        {"/live.mp3": 3},
+    )
+
+
+@pytest.mark.parametrize("folder", [ICECAST_KH, ICECAST_25], ids=["kh", "2.5"])
+def test_kh_and_25_listmounts_is_a_mount_with_nobody(folder: Path) -> None:
+    mount, listeners = parse_listclients((folder / "admin_listmounts.xml").read_bytes())
+    assert (mount, decode_all(listeners)) == ("/live.mp3", [])
+
+
+ERRORS = [
+    (ICECAST_24, "admin_listclients_no_auth.txt", 401),
+    (ICECAST_24, "admin_listclients_wrong_pass.txt", 401),
+    (ICECAST_24, "admin_listclients_unknown_mount.txt", 400),
+    (ICECAST_KH, "admin_listclients_no_auth.txt", 401),  # an empty body
+    (ICECAST_KH, "admin_listclients_wrong_pass.txt", 401),
+    (ICECAST_KH, "admin_listclients_unknown_mount.txt", 400),  # "mount does not exist"
+    (ICECAST_KH, "status-json.xsl.txt", 404),  # KH ships no status-json.xsl
+    (ICECAST_25, "admin_listclients_no_auth.txt", 401),  # an XML <report>
+    (ICECAST_25, "admin_listclients_wrong_pass.txt", 401),
+    (ICECAST_25, "admin_listclients_unknown_mount.txt", 404),
+]
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "status"), ERRORS, ids=[f"{f.name}/{n}" for f, n, _ in ERRORS]
+)
+def test_error_answers_are_not_icecast_xml(folder: Path, name: str, status: int) -> None:
+    answer = http_answer(folder / name)
+    assert answer.status == status
+    with pytest.raises(FormatError, match="not Icecast XML"):
+        parse_listclients(answer.body)
+    with pytest.raises(FormatError, match="not Icecast XML"):
+        parse_stats(answer.body)
+
+
+# -- the poller, answered with the captures -------------------------------------------------------
+
+
+def replay(answers: dict[str, Path]) -> httpx.MockTransport:
+    """A server that answers each path with its captured answer."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = answers[request.url.path]
+        if path.suffix == ".xml":
+            return httpx.Response(200, content=path.read_bytes())
+        answer = http_answer(path)
+        headers = [(k, v) for k, v in answer.headers if k.lower() != "content-length"]
+        return httpx.Response(answer.status, headers=headers, content=answer.body)
+
+    return httpx.MockTransport(handle)
+
+
+def poll(answers: dict[str, Path]) -> list[Observation]:
+    config = SourceConfig.model_validate(
+        {"name": "radio", "kind": "icecast", "url": "http://icecast.test", "password": "pw"}
+    )
+    seen: list[Observation] = []
+
+    async def emit(observation: Observation) -> None:
+        seen.append(observation)
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=replay(answers)) as client:
+            await IcecastPoller(config, client, clock=lambda: 1_800_000_000).poll(emit)
+
+    asyncio.run(main())
+    return seen
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_poll_of_the_captured_server(server: str) -> None:
+    folder, listings = SERVERS[server]
+    stats = parse_stats((folder / "admin_stats.xml").read_bytes())
+    seen, polled = poll(
+        {
+            "/admin/stats": folder / "admin_stats.xml",
+            "/admin/listclients": folder / "admin_listclients_live.xml",
+        }
+    )
+    assert seen == SourceSeen("radio", 1_800_000_000, stats.instance, frozenset({"/live.mp3"}))
+    assert isinstance(polled, MountPolled)
+    assert (polled.mount, decode_all(polled.listeners)) == listings["admin_listclients_live.xml"]
+
+
+@pytest.mark.parametrize("folder", [ICECAST_24, ICECAST_KH, ICECAST_25], ids=["2.4", "kh", "2.5"])
+def test_a_mount_the_server_does_not_know_is_skipped(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    observations = poll(
+        {
+            "/admin/stats": folder / "admin_stats.xml",
+            "/admin/listclients": folder / "admin_listclients_unknown_mount.txt",
+        }
+    )
+    assert [type(o) for o in observations] == [SourceSeen]
+    status = http_answer(folder / "admin_listclients_unknown_mount.txt").status
+    assert "mount /live.mp3 skipped until it answers: source radio" in caplog.text
+    assert f"HTTP {status}" in caplog.text
+
+
+@pytest.mark.parametrize("folder", [ICECAST_24, ICECAST_KH, ICECAST_25], ids=["2.4", "kh", "2.5"])
+@pytest.mark.parametrize(
+    "name", ["admin_listclients_no_auth.txt", "admin_listclients_wrong_pass.txt"]
+)
+def test_refused_credentials_are_named(folder: Path, name: str) -> None:
+    # The captures are listclients answers; Icecast refuses /admin/stats the same way.
+    with pytest.raises(SourceError, match=r"credentials refused \(HTTP 401\)"):
+        poll({"/admin/stats": folder / name})

@@ -7,6 +7,9 @@
   exact-end notices), every session starts once and ends once, in time order, its events add up
   to its length, and a sessionizer rebuilt from what the store keeps carries on exactly as an
   uninterrupted one.
+* Access logs: a log line written as Icecast 2.4, 2.5 or KH writes it (dots, \\xNN escapes, a cut
+  at 150 bytes; players that are not UTF-8 missing from the listing) ends the session of the
+  listener it logs, and no other.
 
 Runs are derandomized, so every run (and CI) checks the same examples.
 """
@@ -18,11 +21,12 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -41,6 +45,7 @@ from audimeter.observations import (
 from audimeter.sessionizer import (
     Sessionizer,
 )
+from audimeter.sources.accesslog import parse_icecast_line
 from audimeter.sources.icecast import parse_listclients
 from audimeter.sources.shoutcast import (
     MAX_CONNECT_TIME,
@@ -865,3 +870,81 @@ def test_a_restart_before_the_first_listing_keeps_the_server_instance() -> None:
         ],
     )
     assert same_events(resumed(history, 1), events_per_observation(history))
+
+
+# -- access-log lines of each Icecast, matched to the listener the listing showed --------------
+
+
+def logged_24(raw: bytes) -> bytes:
+    """Icecast 2.4: controls, `!`, `"`, backslash, backquote and bytes outside ASCII as `.`."""
+    return bytes(b if 0x20 <= b < 0x7F and b not in b'!"\\`' else ord(".") for b in raw)
+
+
+def logged_25(raw: bytes) -> bytes:
+    """Icecast 2.5: the same bytes as `\\xNN`."""
+    return b"".join(
+        bytes([b]) if 0x20 <= b < 0x7F and b not in b'!"\\`' else b"\\x%02x" % b for b in raw
+    )
+
+
+def logged_kh(raw: bytes) -> bytes:
+    """Icecast-KH: raw, at most 150 bytes."""
+    return raw[:150]
+
+
+def listed(raw: bytes) -> str:
+    """What KH and 2.5 list (2.4 too, for the UTF-8 players generated for it): the player, or
+    nothing when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
+LOG_DIALECTS = {"2.4": logged_24, "2.5": logged_25, "KH": logged_kh}
+# Players a listing can hold (no controls but tab), up to well past KH's cut, some with quotes,
+# backslashes and characters outside ASCII, as UTF-8 or (KH and 2.5) as Latin-1.
+player_texts = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff").filter(
+        lambda c: not XML_ILLEGAL.match(c)
+    )
+    | st.sampled_from('\t"\\!` '),
+    min_size=1,
+    max_size=200,
+)
+utf8_players = player_texts.map(lambda text: text.encode("utf-8"))
+latin1_players = player_texts.filter(lambda t: max(t) <= "\xff" and max(t) >= "\x80").map(
+    lambda text: text.encode("latin-1")
+)
+
+
+def log_line(ip: str, end: int, duration: int, agent: bytes) -> str:
+    clf = datetime.fromtimestamp(end, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    line = f'{ip} - - [{clf}] "GET /a HTTP/1.1" 200 4096 "-" "'.encode() + agent
+    return (line + f'" {duration}'.encode()).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("server", LOG_DIALECTS)
+@PARSERS
+@given(data=st.data())
+def test_a_log_line_ends_the_session_of_the_listener_it_logs(
+    server: str, data: st.DataObject
+) -> None:
+    """Two listeners at one address, started together, listed as the server lists them; the log
+    line of one, written as the server writes it and parsed, ends that one, at its exact end."""
+    players = utf8_players if server == "2.4" else utf8_players | latin1_players
+    mine, other = data.draw(players, label="mine"), data.draw(players, label="other")
+    logged = LOG_DIALECTS[server]
+    assume(logged(mine) != logged(other))  # the log cannot tell them apart
+    listing = [
+        Listener("1", "10.0.0.1", listed(mine), 5),
+        Listener("2", "10.0.0.1", listed(other), 5),
+    ]
+    entry = parse_icecast_line(log_line("10.0.0.1", T0 + 7, 12, logged(mine)))
+    assert entry is not None
+    sessionizer = exact()
+    feed(sessionizer, [MountPolled(SOURCE, T0, "started:0", "/a", Listing(listing))])
+    notice = ListenerLeft(SOURCE, entry.end, "/a", entry.duration, "", entry.ip, entry.user_agent)
+    (ended,) = sessionizer.observe(notice)
+    assert isinstance(ended, SessionEnded)
+    assert (ended.at, ended.session.user_agent) == (T0 + 7, listed(mine))

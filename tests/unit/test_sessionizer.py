@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from audimeter.observations import (
     Observation,
     SourceSeen,
     Tick,
+    decode_all,
 )
 from audimeter.sessionizer import (
     MountRecord,
@@ -31,6 +33,13 @@ from audimeter.sessionizer import (
     SessionGone,
     Sessionizer,
     SessionOpened,
+)
+from tests.support.fixtures import (
+    ICECAST_25,
+    ICECAST_KH,
+    access_log_entries,
+    captured_at,
+    live_observations,
 )
 
 SRC = "main"
@@ -349,8 +358,16 @@ def test_admit_leaves_out_and_corrects_listeners_once() -> None:
     assert calls == ["1", "2", "1"]
 
 
-def left(at: int, duration: int, client_id: str = "", ip: str = "10.0.0.1") -> ListenerLeft:
-    return ListenerLeft(SRC, at, "/live", duration, client_id, ip, "VLC/3.0")
+def left(
+    at: int, duration: int, client_id: str = "", ip: str = "10.0.0.1", ua: str = "VLC/3.0"
+) -> ListenerLeft:
+    return ListenerLeft(SRC, at, "/live", duration, client_id, ip, ua)
+
+
+LONG_UA = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 " + "InAppBrowser/1.0 " * 10
+SPLIT_UA = "p" * 149 + "é and more"
+SPLIT_CUT = "p" * 149 + "\ufffd"
+NOT_UTF8 = "Player M\ufffdller/1.0"
 
 
 EXACT_CASES = {
@@ -418,6 +435,46 @@ EXACT_CASES = {
         ],
         [("start", "9", 103), ("end", "9", 115, "left")],
     ),
+    # Players as the servers log them: Icecast-KH cuts them at 150 bytes; Icecast 2.5's \xNN
+    # escapes are decoded by the parser; a player that is not UTF-8 is left out of KH's listing
+    # and listed empty by 2.5, while the log has its bytes (read as U+FFFD).
+    "KH's log cuts the player at 150 bytes: the whole one listed matches": (
+        [poll(100, listener("1", 5, ua=LONG_UA)), poll(110), left(107, 12, ua=LONG_UA[:150])],
+        [("start", "1", 95), ("end", "1", 107, "left")],
+    ),
+    "a cut inside a character (read as U+FFFD) matches too": (
+        [poll(100, listener("1", 5, ua=SPLIT_UA)), poll(110), left(107, 12, ua=SPLIT_CUT)],
+        [("start", "1", 95), ("end", "1", 107, "left")],
+    ),
+    "a shorter player that merely starts like the listed one is another player": (
+        [poll(100, listener("1", 5, ua="VLC/3.0 LibVLC/3.0")), poll(110), left(104, 3), Tick(126)],
+        [
+            ("start", "1", 95),
+            ("start", "log:101:10.0.0.1", 101),
+            ("end", "log:101:10.0.0.1", 104, "left"),
+            ("end", "1", 100, "left"),
+        ],
+    ),
+    "a player the listing could not show matches a session listed without one": (
+        [poll(100, listener("1", 5, ua="")), poll(110), left(107, 12, ua=NOT_UTF8)],
+        [("start", "1", 95), ("end", "1", 107, "left")],
+    ),
+    "a player the listing could show does not match a session listed without one": (
+        [poll(100, listener("1", 5, ua="")), poll(110), left(104, 3), Tick(126)],
+        [
+            ("start", "1", 95),
+            ("start", "log:101:10.0.0.1", 101),
+            ("end", "log:101:10.0.0.1", 104, "left"),
+            ("end", "1", 100, "left"),
+        ],
+    ),
+    "a session of the same player comes before one listed without a player": (
+        [
+            poll(100, listener("1", 5, ua=""), listener("2", 5, ua=NOT_UTF8)),
+            left(107, 12, ua=NOT_UTF8),
+        ],
+        [("start", "1", 95), ("start", "2", 95), ("end", "2", 107, "left")],
+    ),
     "joined on a mount never polled: the first poll starts it": (
         [
             ListenerJoined(SRC, 103, "/live", "9", "10.0.0.1", "VLC/3.0"),
@@ -459,3 +516,36 @@ def test_a_stored_wait_resumes_after_a_restart() -> None:
     assert [brief(e) for e in s.observe(left(205, 110, client_id="7"))] == [
         ("end", "7", 205, "left")
     ]
+
+
+# -- the Icecast-KH and 2.5 captures: listings and the access log of the same listeners ----------
+
+
+@pytest.mark.parametrize("folder", [ICECAST_KH, ICECAST_25], ids=["kh", "2.5"])
+def test_each_captured_listener_is_counted_once_and_ends_as_its_log_line_says(
+    folder: Path,
+) -> None:
+    """The listings and the log lines of /live.mp3, in time order: every session is one log
+    line's connection, from its start to its end; those that were listed keep the player the
+    listing showed (KH cut the long one in its log, 2.5 escaped quotes and UTF-8, neither could
+    list the Latin-1 one)."""
+    observations = [*live_observations(folder, SRC), Tick(captured_at("23:00:00"))]
+    sessionizer = Sessionizer(keepalive_interval=120, outage_grace=60, exact_ends={SRC: 30})
+    events = [e for o in observations for e in sessionizer.observe(o)]
+
+    lines = [entry for entry in access_log_entries(folder) if entry.path == "/live.mp3"]
+    starts = {e.session: e.at for e in events if isinstance(e, SessionStarted)}
+    ends = {e.session: e.at for e in events if isinstance(e, SessionEnded)}
+    assert len(starts) == len(lines) == 10
+    assert sorted((s.ip, starts[s], ends[s]) for s in starts) == sorted(
+        (entry.ip, entry.start, entry.end) for entry in lines
+    )
+    listed = {
+        (listener.ip, listener.user_agent)
+        for o in observations
+        if isinstance(o, MountPolled)
+        for listener in decode_all(o.listeners)
+    }
+    polled = [s for s in starts if not s.client_id.startswith("log:")]
+    assert len(polled) == 8
+    assert all((s.ip, s.user_agent) in listed for s in polled)

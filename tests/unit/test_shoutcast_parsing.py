@@ -1,10 +1,9 @@
-"""SHOUTcast DNAS reports, parsed from ../shared/fixtures/shoutcast and from samples."""
+"""SHOUTcast DNAS reports, parsed from tests/fixtures/shoutcast and from samples."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,10 @@ from audimeter.sources.shoutcast import (
     parse_dnas2_uptime,
 )
 from audimeter.sources.xml import FormatError
+from tests.support.fixtures import SHOUTCAST
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "shoutcast"
+FIXTURES = SHOUTCAST
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

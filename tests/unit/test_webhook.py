@@ -1,8 +1,7 @@
-"""Icecast URL-authentication forms, from requests a real Icecast 2.4.4 made (shared fixtures)."""
+"""Icecast URL-authentication forms, from requests real Icecast 2.4.4, 2.5.0-rc2 and Icecast-KH
+servers made (tests/fixtures)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -10,30 +9,19 @@ from hypothesis import strategies as st
 
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.webhook import FormError, decode, decode_form, encode, parse_form
+from tests.support.fixtures import ICECAST_24, ICECAST_25, ICECAST_KH, url_auth_requests
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "icecast-2.4.4"
-REQUEST_LOG = FIXTURES / "url_auth_requests.log"
 NOW = 1_800_000_000
 SOURCE = "main"
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"
 LOCAL = "127.0.0.1"
 
-needs_fixtures = pytest.mark.skipif(
-    not REQUEST_LOG.is_file(), reason=f"fixtures not found at {FIXTURES}"
-)
-
 
 def logged_requests() -> list[tuple[str, str]]:
-    """(request line, form body) of every request in the capture, in order."""
-    requests = []
-    lines = REQUEST_LOG.read_text(encoding="utf-8").splitlines()
-    for index, line in enumerate(lines):
-        if not line.startswith("=== "):
-            continue
-        blank = lines.index("", index)
-        requests.append((lines[index + 1], lines[blank + 1]))
-    return requests
+    """(request line, form body) of every request of the 2.4.4 capture, in order."""
+    requests = url_auth_requests(ICECAST_24 / "url_auth_requests.log")
+    return [(request.request_line, request.body) for request in requests]
 
 
 def joined(client: str, agent: str, mount: str = "/auth.mp3", **extra: str) -> ListenerJoined:
@@ -85,7 +73,6 @@ EXPECTED = [
 ]
 
 
-@needs_fixtures
 def test_every_captured_request_parses_to_the_exact_observation() -> None:
     requests = logged_requests()
     assert len(requests) == len(EXPECTED)
@@ -93,14 +80,12 @@ def test_every_captured_request_parses_to_the_exact_observation() -> None:
         assert parse_form(decode_form(body.encode()), SOURCE, NOW) == expected, request_line
 
 
-@needs_fixtures
 def test_captured_actions_match_the_paths_they_were_posted_to() -> None:
     for request_line, body in logged_requests():
         action = decode_form(body.encode())["action"]
         assert request_line == f"POST /{action} HTTP/1.1"
 
 
-@needs_fixtures
 def test_captured_forms_round_trip_through_the_inbox() -> None:
     for _, body in logged_requests():
         observation = parse_form(decode_form(body.encode()), SOURCE, NOW)
@@ -108,48 +93,93 @@ def test_captured_forms_round_trip_through_the_inbox() -> None:
             assert decode(encode(observation)) == observation
 
 
-# -- Icecast 2.5: written from DOMAIN.md section 2 (client_add/client_remove) and the 2.5 source
-# (it adds current_listeners); not captured from a running server.
+# -- Icecast-KH and 2.5.0-rc2, captured: KH adds referer=, listeners= and sent=; 2.5 adds
+# server-instance=, keeps the query string in listener_remove, and asks about every admin request
+# on a URL-auth mount (audimeter's polls), with the admin's user and password.
 
-CLIENT_ADD_25 = (
-    "action=client_add&server=radio%2eexample%2eorg&port=8000&client=12"
-    "&mount=%2flive%2emp3%3futm_source%3dnewsletter%26utm_campaign%3dspring"
-    "&user=&pass=&ip=192%2e0%2e2%2e10&agent=ExoPlayerLib%2f2%2e18%2e1&current_listeners=3"
-    "&referer=https%3a%2f%2fradio%2eexample%2eorg%2f&x-forwarded-for=198%2e51%2e100%2e4"
-)
-CLIENT_REMOVE_25 = (
-    "action=client_remove&server=radio%2eexample%2eorg&port=8000&client=12"
-    "&mount=%2flive%2emp3%3futm_source%3dnewsletter%26utm_campaign%3dspring"
-    "&user=&pass=&duration=754&ip=192%2e0%2e2%2e10&agent=ExoPlayerLib%2f2%2e18%2e1"
-)
-QUERY_25 = "utm_source=newsletter&utm_campaign=spring"
+CAP_PLAYER = 'CapPlayer/1.0 "q" Ünï'
+CAP_PAGE = "https://cap.example/p?a=1"
+CAMPAIGN = "utm_campaign=spring&x=a%20b"
 
 
-def test_icecast_25_client_add_with_unprefixed_headers() -> None:
-    assert parse_form(decode_form(CLIENT_ADD_25.encode()), "relay", NOW) == ListenerJoined(
-        source="relay",
-        at=NOW,
-        mount="/live.mp3",
-        client_id="12",
-        ip="192.0.2.10",
-        user_agent="ExoPlayerLib/2.18.1",
-        referrer="https://radio.example.org/",
-        query=QUERY_25,
-        forwarded_for="198.51.100.4",
+def captured(
+    client: str, ip: str, agent: str, duration: int | None = None, **extra: str
+) -> ListenerJoined | ListenerLeft:
+    if duration is None:
+        return ListenerJoined(SOURCE, NOW, "/authcap.mp3", client, ip, agent, **extra)
+    return ListenerLeft(SOURCE, NOW, "/authcap.mp3", duration, client, ip, agent, **extra)
+
+
+CAPTURED = {
+    "kh": (
+        ICECAST_KH,
+        [
+            captured("16", "127.0.0.62", CAP_PLAYER, referrer=CAP_PAGE, query=CAMPAIGN),
+            captured("16", "127.0.0.62", CAP_PLAYER, 4),  # KH's remove has no query string
+            captured("23", "127.0.0.64", "CapList/1.0", query="x=1"),
+            captured("23", "127.0.0.64", "CapList/1.0", 7),
+        ],
+    ),
+    "2.5": (
+        ICECAST_25,
+        [
+            captured("117", "127.0.0.82", CAP_PLAYER, referrer=CAP_PAGE, query=CAMPAIGN),
+            captured("117", "127.0.0.82", CAP_PLAYER, 5, query=CAMPAIGN),
+            captured("234", "127.0.0.84", "CapList/1.0", query="x=1"),
+            captured("234", "127.0.0.84", "CapList/1.0", 7, query="x=1"),
+        ],
+    ),
+}
+ADMIN_REQUESTS_25 = 48
+"""Admin requests (`listener_add` for `/admin/listclients?mount=/authcap.mp3`) in the 2.5
+capture: one per poll of the URL-auth mount."""
+
+
+@pytest.mark.parametrize("server", CAPTURED)
+def test_every_captured_kh_and_25_request_parses_to_the_exact_observation(server: str) -> None:
+    folder, expected = CAPTURED[server]
+    parsed = []
+    admin = 0
+    for request in url_auth_requests(folder / "url_auth_requests.log"):
+        fields = decode_form(request.body.encode())
+        observation = parse_form(fields, SOURCE, NOW)
+        if observation is None:
+            assert fields["mount"].startswith("/admin/listclients?mount=")
+            admin += 1
+        else:
+            parsed.append(observation)
+            assert decode(encode(observation)) == observation
+    assert parsed == expected
+    assert admin == (ADMIN_REQUESTS_25 if server == "2.5" else 0)
+
+
+def test_an_admin_request_carries_the_admin_password_and_reports_nothing() -> None:
+    requests = url_auth_requests(ICECAST_25 / "url_auth_requests.log")
+    fields = decode_form(requests[0].body.encode())
+    assert (fields["action"], fields["user"], fields["pass"]) == (
+        "listener_add",
+        "admin",
+        "admpw-25",
     )
+    assert fields["mount"] == "/admin/listclients?mount=%2Fauthcap.mp3"
+    assert parse_form(fields, SOURCE, NOW) is None
+    for mount in ("/admin", "/admin/stats", "/admin/metadata?mount=/a.mp3&mode=updinfo"):
+        assert parse_form({**fields, "mount": mount}, SOURCE, NOW) is None
+    # a mount whose name merely starts with "admin" is a stream
+    assert parse_form({**fields, "mount": "/administration.mp3"}, SOURCE, NOW) is not None
 
 
-def test_icecast_25_client_remove() -> None:
-    assert parse_form(decode_form(CLIENT_REMOVE_25.encode()), "relay", NOW) == ListenerLeft(
-        source="relay",
-        at=NOW,
-        mount="/live.mp3",
-        duration=754,
-        client_id="12",
-        ip="192.0.2.10",
-        user_agent="ExoPlayerLib/2.18.1",
-        query=QUERY_25,
-    )
+def test_client_add_and_client_remove_are_a_join_and_a_leave() -> None:
+    """The action names of Icecast 2.5's role-based authentication (DOMAIN.md section 2); the
+    captured 2.5.0-rc2 still sends listener_add and listener_remove."""
+    requests = url_auth_requests(ICECAST_25 / "url_auth_requests.log")
+    forms = [decode_form(r.body.encode()) for r in requests]
+    joins = [f for f in forms if f["client"] == "117"]
+    renamed = [
+        parse_form({**form, "action": form["action"].replace("listener", "client")}, SOURCE, NOW)
+        for form in joins
+    ]
+    assert renamed == CAPTURED["2.5"][1][:2]
 
 
 # -- details --------------------------------------------------------------------------------------

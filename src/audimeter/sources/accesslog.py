@@ -7,13 +7,24 @@ Icecast (2.4, also 2.5 and KH): the combined log format plus a last field, the s
 
     127.0.0.1 - fred [26/Nov/2026:12:44:30 +0000] "GET /a.mp3 HTTP/1.1" 200 10958 "-" "VLC/3.0" 3
 
-The request line has no query string (Icecast logs the path only). Icecast 2.4.4 never writes a
-raw `"` inside a field: in the user, request, referrer and user agent it replaces every byte
-that is a control character, `!`, `"`, a backslash, a backquote or outside ASCII by one `.`
-(spaces only survive in the referrer and user agent); a missing header is `-`. Seen on Debian's
-icecast2 2.4.4: `Quote "q" back\\slash Ünï` is logged as `Quote .q. back.slash ..n..`. Such a
-field is kept as written, since the original cannot be recovered. Other builds escape those
-bytes as `\\xNN` instead, which is kept as written too.
+Icecast 2.4 and 2.5 log the requested path only; KH adds the query string, which is dropped
+here. Icecast 2.4.4 never writes a raw `"` inside a field: in the user, request, referrer and
+user agent it replaces every byte that is a control character, `!`, `"`, a backslash, a
+backquote or outside ASCII by one `.` (spaces only survive in the referrer and user agent); a
+missing header is `-`. Seen on Debian's icecast2 2.4.4: `Quote "q" back\\slash Ünï` is logged
+as `Quote .q. back.slash ..n..`. Such a field is kept as written, since the original cannot be
+recovered.
+
+Icecast-KH writes the referrer and user agent raw (`"`, backslashes and UTF-8 as they came) but
+cuts each at 150 bytes (`%.150s`), so a longer user agent is logged shortened. Icecast 2.5
+writes `"`, the backslash, `!`, the backquote, control characters and every byte outside ASCII
+as `\\xNN` (the backslash itself as `\\x5c`): `Winamp "beta" (test\\build) Ünï` is logged as
+`Winamp \\x22beta\\x22 (test\\x5cbuild) \\xc3\\x9cn\\xc3\\xaf`. Such a referrer or user agent is
+decoded back to what the listener sent (bytes that are not UTF-8 become U+FFFD, as in a raw
+line). Which server wrote a line is told by the field itself: 2.5's form holds only printable
+ASCII other than those four characters, and `\\xNN` escapes; 2.4 never writes a backslash, and
+a raw field of KH is taken for 2.5's only if it holds such escapes and nothing else that 2.5
+would have escaped, which a real player's user agent does not.
 
 SHOUTcast DNAS (1.9 and 2.x): the W3C extended log, one line per listener that left, after the
 directives `#Software:`, `#Version:` and `#Fields: c-ip c-dns date time cs-uri-stem c-status
@@ -143,6 +154,20 @@ def _seconds(text: str) -> int | None:
     return seconds if seconds is not None and seconds <= MAX_CONNECTED else None
 
 
+# A field as Icecast 2.5 escapes it: printable ASCII except `"`, `\`, `!` and the backquote,
+# and \xNN escapes.
+_ESCAPED_FIELD = re.compile(r"(?:[ #-\[\]-_a-~]|\\x[0-9A-Fa-f]{2})*")
+_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
+
+
+def _unescaped(field: str) -> str:
+    """A referrer or user agent as the listener sent it, when Icecast 2.5 escaped it."""
+    if "\\x" not in field or _ESCAPED_FIELD.fullmatch(field) is None:
+        return field
+    raw = _ESCAPE.sub(lambda escape: chr(int(escape[1], 16)), field).encode("latin-1")
+    return raw.decode("utf-8", "replace")
+
+
 def _icecast_entry(match: re.Match[str]) -> LogEntry | None:
     (ip, day, hour, minute, second, zone, method, path, status, sent, referrer, agent, stayed) = (
         match.groups()
@@ -161,8 +186,8 @@ def _icecast_entry(match: re.Match[str]) -> LogEntry | None:
         path,
         int(status),
         sent_bytes,
-        "" if referrer == "-" else referrer,
-        "" if agent == "-" else agent,
+        "" if referrer == "-" else _unescaped(referrer),
+        "" if agent == "-" else _unescaped(agent),
     )
 
 
@@ -310,7 +335,7 @@ def _stream_path(path: str) -> bool:
 def is_listener(entry: LogEntry) -> bool:
     """Whether a line is a finished listener connection.
 
-    The rule, from real Icecast 2.4.4 logs (../shared/fixtures/icecast-2.4.4/access.log.*):
+    The rule, from real Icecast 2.4.4 logs (tests/fixtures/icecast-2.4.4/access.log.*):
     a `GET` (a source client is `PUT` or `SOURCE`) answered `200` (refused listeners are 401,
     403 or 404, even after waiting 16 s for an authentication backend), of a path that is not
     one of the server's own pages (admin interface, status pages, stylesheets, web-root files,
