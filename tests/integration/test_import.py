@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from rich.console import Console
 
 from audimeter.config import Config, parse_config
-from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.events import Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
     Listen,
-    QueryEncoder,
     assign_slots,
     deliver,
     dry_run_line,
@@ -32,7 +32,7 @@ from audimeter.importer import (
 )
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import Backoff
-from audimeter.store import Store
+from audimeter.store import Stamped, Store
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.icecast import IcecastServer, Listener, SourceClient
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
@@ -330,8 +330,9 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     kinds = {type(e) for e in events}
     assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
     mapper = mapper_for(config, config.matomo, "salt")
-    encode = QueryEncoder(mapper)
-    assert [encode(e) for e in events] == [mapper.query_string(e) for e in events]
+    assert [mapper.query_string(e) for e in events] == [
+        "?" + urlencode(mapper.params(e)) for e in events
+    ]
     assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
 
 
@@ -373,18 +374,18 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
     assert config.matomo is not None
     store = Store.open(tmp_path / "state.db")
     try:
-        store.commit_import(
-            "k" * 64, "main", "log", 3, [f"?idsite=1&rec=1&n={i}" for i in range(12)]
-        )
+        session = Session("main", "i", "/live.mp3", "1", "192.0.2.1", VLC, "", BASE, 0)
+        ticks = [SessionKeptAlive(session, BASE + 60 * i, BASE) for i in range(1, 13)]
+        store.commit_import("k" * 64, "main", "log", 3, [Stamped(e, "v") for e in ticks])
         console = Console(file=io.StringIO())
         matomo.fail_with(500)
         result = asyncio.run(
-            deliver(store, config.matomo, console, backoff=Backoff(0.01, 0.02), max_failures=3)
+            deliver(store, config, "s", console, backoff=Backoff(0.01, 0.02), max_failures=3)
         )
         assert (result.sent, result.left, result.complete) == (0, 12, False)
         assert matomo.failed_posts == 3
         matomo.recover()
-        result = asyncio.run(deliver(store, config.matomo, console))
+        result = asyncio.run(deliver(store, config, "s", console))
         assert (result.sent, result.left, result.complete) == (12, 0, True)
         assert len(matomo.requests) == 12
     finally:
@@ -459,6 +460,6 @@ poll_interval = 0.5
 def state_outbox(path: Path) -> int:
     store = Store.open(path)
     try:
-        return store.outbox_size()
+        return store.matomo_pending()
     finally:
         store.close()

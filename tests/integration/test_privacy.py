@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.matomo import RecordingMatomo
@@ -66,8 +66,9 @@ def open_sessions(path: Path) -> set[tuple[str, ...]]:
 
 
 def queued(path: Path) -> list[dict[str, str]]:
-    rows = read(path, "SELECT payload FROM outbox ORDER BY id")
-    return [dict(parse_qsl(payload[1:])) for (payload,) in rows]
+    """The journaled events' listener fields, named as Matomo's requests name them."""
+    rows = read(path, "SELECT ip, user_agent, visitor_id FROM journal ORDER BY seq")
+    return [{"cip": ip, "ua": ua, "cid": cid} for ip, ua, cid in rows]
 
 
 def forget(config: Path, address: str) -> subprocess.CompletedProcess[str]:
