@@ -711,8 +711,9 @@ class Store:
         """Move an output's cursor to `seq`: it has every event up to there (never back)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE cursors SET seq=max(seq, ?) WHERE output=?",
-                (seq, output),
+                "INSERT INTO cursors(output, seq) VALUES (?, ?)"
+                " ON CONFLICT(output) DO UPDATE SET seq=max(seq, excluded.seq)",
+                (output, seq),
             )
 
     def journal_batch(self, after: int, limit: int, upto: int | None = None) -> list[JournalRow]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ import pytest
 from rich.console import Console
 
 from audimeter.config import Config, parse_config
-from audimeter.events import Session, SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
     Listen,
@@ -32,7 +34,7 @@ from audimeter.importer import (
 )
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import Backoff
-from audimeter.store import Stamped, Store
+from audimeter.store import Store
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.icecast import IcecastServer, Listener, SourceClient
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
@@ -272,13 +274,6 @@ def test_configuration_errors_are_one_line(tmp_path: Path) -> None:
     log = write_log(tmp_path / "access.log", LISTENERS)
     config = write_config(tmp_path, None)
 
-    result = audimeter_import(config, "--source", "main", log)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert len(result.stderr.splitlines()) == 1
-    assert "[matomo]" in result.stderr
-    assert "--dry-run" in result.stderr
-
     result = audimeter_import(config, "--source", "nope", "--dry-run", log)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
@@ -374,9 +369,7 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
     assert config.matomo is not None
     store = Store.open(tmp_path / "state.db")
     try:
-        session = Session("main", "i", "/live.mp3", "1", "192.0.2.1", VLC, "", BASE, 0)
-        ticks = [SessionKeptAlive(session, BASE + 60 * i, BASE) for i in range(1, 13)]
-        store.commit_import("k" * 64, "main", "log", 3, [Stamped(e, "v") for e in ticks])
+        store.queue_requests([f"?idsite=1&rec=1&n={i}" for i in range(12)])
         console = Console(file=io.StringIO())
         matomo.fail_with(500)
         result = asyncio.run(
@@ -446,7 +439,7 @@ poll_interval = 0.5
             wait_for(lambda: any(p.get("e_a") == "end" for p in live()), 15, "the live end")
             assert daemon.running
             logs = daemon.logs()
-    queued = int(result.stdout.split(" requests queued")[0].rsplit(" ", 1)[1])
+    queued = int(result.stdout.split(" events journaled")[0].rsplit(" ", 1)[1])
     assert f"matomo: {queued} requests delivered" in result.stdout
     payloads = [tuple(sorted(r.params.items())) for r in matomo.requests]
     assert len(payloads) == len(set(payloads))  # nothing twice
@@ -463,3 +456,27 @@ def state_outbox(path: Path) -> int:
         return store.matomo_pending()
     finally:
         store.close()
+
+
+def test_an_import_without_matomo_fills_the_history_and_json_lines(tmp_path: Path) -> None:
+    """No [matomo]: the import is not refused; each imported session is one history row, and
+    every event one line of the [jsonl] file."""
+    log = write_log(tmp_path / "access.log", LISTENERS)
+    config = write_config(tmp_path, None)
+    lines = tmp_path / "sessions.jsonl"
+    with config.open("a") as file:
+        file.write(f'\n[jsonl]\npath = "{lines}"\n')
+    result = audimeter_import(config, "--source", "main", log)
+    assert result.returncode == 0, result.stderr
+    journaled = int(result.stdout.split(" events journaled")[0].rsplit(" ", 1)[1])
+    sessions = int(result.stdout.split(" listener sessions")[0].rsplit(" ", 1)[1])
+    state = sqlite3.connect(tmp_path / "state.db")
+    history = state.execute("SELECT seconds, reason FROM history").fetchall()
+    assert len(history) == sessions
+    assert {reason for _, reason in history} == {"left"}
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(records) == journaled
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    ends = [r for r in records if r["event"] == "end"]
+    assert len(ends) == len(history)
+    assert all(r["visitor_id"] for r in records)

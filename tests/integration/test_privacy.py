@@ -151,12 +151,13 @@ def test_forget_removes_queued_requests_and_open_sessions(tmp_path: Path) -> Non
         done = forget(config, IPV4)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        assert lines[:6] == [
+        assert lines[:7] == [
             f"forgot {IPV4} in {state}:",
             "open sessions: 1 removed (their end will never be sent to Matomo)",
             "ended sessions kept to recognise late notices: 0 removed",
-            f"queued requests: {requests_of_ipv4} removed (they will never be sent to Matomo)",
+            f"journaled events: {requests_of_ipv4} removed (no output will ever send them)",
             "dead letters: 0 removed",
+            "finished sessions in the history: 0 removed",
             "webhook notices: 0 removed",
         ]
         assert "Administration → Privacy → GDPR Tools" in lines[-1]

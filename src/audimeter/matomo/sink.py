@@ -130,6 +130,8 @@ class MatomoSink:
         self._api_failing = False
         self._released = False
         """Whether the batch being sent is of released parked events, not of the journal."""
+        self._batch_end = 0
+        """The seq of the last event of the batch read (events parked unsent included)."""
 
     @classmethod
     def from_config(
@@ -193,7 +195,7 @@ class MatomoSink:
             failed: _Retry | None = None
             try:
                 await self._deliver(rows)
-                self._advance(rows)
+                self._advance(self._batch_end)
             except _Retry as exc:
                 failed = exc
         finally:
@@ -229,6 +231,8 @@ class MatomoSink:
         such events moves the cursor past them at once)."""
         while True:
             rows, self._released = self._store.matomo_batch(self._batch_size, upto)
+            if rows:
+                self._batch_end = rows[-1].seq
             held = [(row, site) for row in rows if (site := self.site_of(row)) in self._parked]
             if not held:
                 return rows
@@ -236,12 +240,12 @@ class MatomoSink:
             if len(held) < len(rows):
                 held_ids = {row.seq for row, _ in held}
                 return [row for row in rows if row.seq not in held_ids]
-            self._advance(rows)
+            self._advance(self._batch_end)
 
-    def _advance(self, rows: Sequence[JournalRow]) -> None:
-        """Every event of `rows` (and those parked between them) is settled: move past it."""
+    def _advance(self, seq: int) -> None:
+        """Every event up to `seq` is settled (taken, parked or refused): move past it."""
         if not self._released:
-            self._store.advance(MATOMO, rows[-1].seq)
+            self._store.advance(MATOMO, seq)
 
     async def _deliver(self, rows: Sequence[JournalRow]) -> None:
         sent_at = self._clock()
@@ -266,7 +270,7 @@ class MatomoSink:
     async def _split(self, rows: Sequence[JournalRow]) -> None:
         half = len(rows) // 2
         await self._deliver(rows[:half])
-        self._advance(rows[:half])
+        self._advance(rows[half - 1].seq)
         await self._deliver(rows[half:])
 
     async def _sort_invalid(
