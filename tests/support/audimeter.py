@@ -54,6 +54,10 @@ class AudimeterProcess:
             )
         return self
 
+    def send(self, sig: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
         """Send `sig`; return the exit status and how long the exit took."""
         assert self._proc is not None
