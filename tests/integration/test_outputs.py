@@ -7,6 +7,7 @@ import json
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from .test_core import VLC, write_config
 pytestmark = pytest.mark.icecast
 
 
-def records(path: Path) -> list[dict[str, object]]:
+def records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -44,7 +45,7 @@ def test_json_lines_beside_matomo_reopened_on_sighup_and_history_of_each_session
         wait_for(lambda: sum(r.params.get("e_a") == "end" for r in matomo.requests) >= 2, 10, "")
         assert daemon.running
     first, second = records(rotated), records(lines)
-    assert [r["event"] for r in first][0] == "start" and first[-1]["event"] == "end"
+    assert (first[0]["event"], first[-1]["event"]) == ("start", "end")
     assert {r["ip"] for r in first} == {"127.0.0.21"}
     assert {r["ip"] for r in second} == {"127.0.0.22"}
     seqs = [r["seq"] for r in first + second]

@@ -46,6 +46,9 @@ EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
 END_ACTION = "end"
 
+_UNIQUE = frozenset({"cid", "cip", "cdt", "e_v"})
+"""Request parameters whose values rarely repeat (`query_string` does not remember them)."""
+
 SaltSource = Callable[[int], str]
 """The visitor-id salt for a session that started at the given unix time."""
 
@@ -137,19 +140,21 @@ class RequestMapper:
         return params
 
     def query_string(self, event: Event, visitor: str | None = None) -> str:
-        """`"?" + urlencode(params)`, with the quoting of each key and value remembered: the
-        requests repeat the same visitors, addresses, players, URLs and titles, and `urlencode`
-        would cost most of the mapping."""
+        """`"?" + urlencode(params)`, with the quoting of the values that repeat (site, URLs,
+        titles, players, ...) remembered: `urlencode` would cost most of the mapping. Values
+        of one listener or moment (visitor, address, times) are quoted each time, so that the
+        memory stays that of the few repeating values."""
         pairs = self._quoted
-        if len(pairs) > 500_000:
+        if len(pairs) > 100_000:
             pairs.clear()
         parts = []
-        for pair in self.params(event, visitor).items():
-            text = pairs.get(pair)
+        for key, value in self.params(event, visitor).items():
+            if key in _UNIQUE:
+                parts.append(key + "=" + quote_plus(value, safe=""))
+                continue
+            text = pairs.get((key, value))
             if text is None:
-                text = pairs[pair] = (
-                    quote_plus(pair[0], safe="") + "=" + quote_plus(pair[1], safe="")
-                )
+                text = pairs[key, value] = key + "=" + quote_plus(value, safe="")
             parts.append(text)
         return "?" + "&".join(parts)
 
