@@ -35,11 +35,11 @@ from pathlib import Path
 from audimeter.config import parse_config
 from audimeter.importer import (
     Counts,
-    QueryEncoder,
     gc_paused,
     plan_lines,
     read_lines,
 )
+from audimeter.journal import Stamper
 from audimeter.matomo.mapping import mapper_for
 from audimeter.store import Store
 
@@ -299,8 +299,7 @@ def run_once(lines: list[str]) -> tuple[float, Counts, int]:
     started = time.perf_counter()
     with gc_paused():
         events = plan_lines(lines, config=config, source=source, key="f" * 64, counts=counts)
-        query = QueryEncoder(mapper)
-        requests = [query(event) for event in events]
+        requests = [mapper.query_string(event) for event in events]
     elapsed = time.perf_counter() - started
     return elapsed, counts, len(requests)
 
@@ -322,14 +321,13 @@ def file_and_store(lines: list[str]) -> tuple[float, float, float]:
         reading = time.perf_counter() - started
         counts = Counts()
         store = Store.open(Path(tmp) / "state.db")
-        mapper = mapper_for(config, config.matomo, store.salt())
+        stamp = Stamper(config, store.salt())
         started = time.perf_counter()
         with gc_paused():
             events = plan_lines(
                 read_lines(path), config=config, source=source, key="e" * 64, counts=counts
             )
-            query = QueryEncoder(mapper)
-            requests = [query(event) for event in events]
+            requests = [stamp(event) for event in events]
         whole = time.perf_counter() - started
         started = time.perf_counter()
         store.commit_import("e" * 64, "main", str(path), counts.lines, requests)

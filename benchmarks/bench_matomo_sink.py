@@ -194,7 +194,7 @@ def fill_outbox(path: Path, count: int, rng: random.Random) -> Store:
         {SOURCE: SiteMapping(site_id=1, stream_base_url="https://radio.example")},
         default_site_id=1,
     )
-    store.commit([], [], keepalive_requests(mapper, count, rng))
+    store.queue_requests(keepalive_requests(mapper, count, rng))
     return store
 
 
@@ -229,14 +229,14 @@ def main() -> None:
             for batch_size in BATCH_SIZES:
                 store = fill_outbox(Path(tmp) / f"state-{batch_size}.db", count, rng)
                 try:
-                    queued = store.outbox_size()
-                    payload = sum(len(r.payload) for r in store.outbox_batch(1000)) / 1000
+                    queued = store.matomo_pending()
+                    payload = sum(len(r.payload or "") for r in store.journal_batch(0, 1000)) / 1000
                     before = matomo_tally(base_url)
                     elapsed, cpu, failures = asyncio.run(
                         drain(store, base_url + "/matomo.php", batch_size)
                     )
                     after = matomo_tally(base_url)
-                    left = store.outbox_size()
+                    left = store.matomo_pending()
                 finally:
                     store.close()
                 received = after.requests - before.requests

@@ -204,9 +204,23 @@ class PrivacyConfig(_Model):
     """How often the visitor-id salt changes (UTC periods; weeks start on Monday)."""
 
 
+class JsonlConfig(_Model):
+    path: str
+    """The file every event is appended to as a JSON line; "-" for standard output."""
+    outbox_limit: Annotated[int, Field(ge=1000)] | None = None
+    """Events it may lag behind before keep-alives are skipped for it; none by default."""
+
+
+class HistoryConfig(_Model):
+    keep_days: Annotated[int, Field(ge=1)] = 400
+    """Days finished sessions are kept in the history."""
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
+    jsonl: JsonlConfig | None = None
+    history: HistoryConfig = HistoryConfig()
     filters: FiltersConfig = FiltersConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     webhook: WebhookConfig | None = None

@@ -16,6 +16,7 @@ importing the same content again, plain or gzipped, sends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -28,8 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple, TextIO
-from urllib.parse import quote_plus
+from typing import IO, NamedTuple, TextIO
 
 import httpx
 from rich.console import Console
@@ -46,16 +46,18 @@ from rich.progress import (
 from rich.text import Text
 
 from audimeter.clients import USER_AGENT
-from audimeter.config import Config, MatomoConfig, SourceConfig
+from audimeter.config import Config, SourceConfig
 from audimeter.events import Event, Session, SessionKeptAlive, SessionStarted
-from audimeter.matomo.mapping import RequestMapper, SaltSource, mapper_for, visitor_id
+from audimeter.journal import Stamper
+from audimeter.matomo.mapping import SaltSource, mapper_for, visitor_id
 from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.observations import Listener
+from audimeter.outputs.factory import make_outputs
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.sources.accesslog import Skip, scanner_for
-from audimeter.store import Store, StoreError
+from audimeter.store import MATOMO, Store, StoreError
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DELIVERY_FAILURES = 5
@@ -78,42 +80,6 @@ def select_source(config: Config, name: str) -> SourceConfig:
             return source
     names = ", ".join(s.name for s in config.sources)
     raise ImportUsageError(f"no source named {name!r} in the configuration (sources: {names})")
-
-
-def require_matomo(config: Config) -> MatomoConfig:
-    if config.matomo is None:
-        raise ImportUsageError(
-            "import sends to Matomo but the configuration has no [matomo] table "
-            "(add one, or use --dry-run)"
-        )
-    return config.matomo
-
-
-class QueryEncoder:
-    """`RequestMapper.query_string`, byte for byte, at a fraction of the cost.
-
-    The same `"?" + urlencode(mapper.params(event))`, with the quoting of each key and value
-    remembered: the requests of a log repeat the same visitors, addresses, players, URLs and
-    titles, and `urlencode` costs most of the mapping.
-    """
-
-    def __init__(self, mapper: RequestMapper) -> None:
-        self._params = mapper.params
-        self._pairs: dict[tuple[str, str], str] = {}
-
-    def __call__(self, event: Event) -> str:
-        pairs = self._pairs
-        if len(pairs) > 500_000:
-            pairs.clear()
-        parts = []
-        for pair in self._params(event).items():
-            text = pairs.get(pair)
-            if text is None:
-                text = pairs[pair] = (
-                    quote_plus(pair[0], safe="") + "=" + quote_plus(pair[1], safe="")
-                )
-            parts.append(text)
-        return "?" + "&".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,31 +423,50 @@ class Delivery:
 
 async def deliver(
     store: Store,
-    matomo: MatomoConfig,
+    config: Config,
+    salt: str | SaltSource,
     console: Console,
     *,
+    out: IO[str] = sys.stdout,
     backoff: Backoff | None = None,
     max_failures: int = MAX_DELIVERY_FAILURES,
     stall: float | None = None,
 ) -> Delivery:
-    """Deliver the requests in the outbox now, not those queued later, until none is left,
-    `max_failures` attempts in a row failed, or none was delivered for `stall` seconds (by
-    default twice Matomo's timeout plus 30 s).
+    """Hand the journaled events to the configured outputs now, not those journaled later:
+    [jsonl] writes them all; Matomo until none is left, `max_failures` attempts in a row failed,
+    or none was delivered for `stall` seconds (by default twice Matomo's timeout plus 30 s).
+    The `stdout` output (no [matomo], no [jsonl]) is `audimeter run`'s: it writes them there.
 
-    `audimeter run` may be sending from the same outbox meanwhile: whoever holds the state
-    file's send lock sends the next batch, and what either delivers counts.
+    `audimeter run` may be sending from the same journal meanwhile: whoever holds an output's
+    lock sends its next batch, and what either delivers counts.
     """
-    first, last = store.outbox_first_id(), store.outbox_last_id()
-    total = store.outbox_count(first, last)
+    last = store.last_seq()
+    matomo = config.matomo
+    store.prepare_cursors(
+        [name for name, table in (("matomo", matomo), ("jsonl", config.jsonl)) if table],
+        drop_others=False,
+    )
+    patience = 2 * (matomo.timeout if matomo else 0) + 30 if stall is None else stall
+    if config.jsonl is not None:
+        jsonl = make_outputs(config.model_copy(update={"matomo": None}), store, out, None)[0]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(patience):
+                while await jsonl.flush_once(upto=last):
+                    pass
+    if matomo is None:
+        return Delivery()
+    first = store.cursor(MATOMO)
+    total = store.journal_count(first, last)
     result = Delivery(left=total)
     if total == 0:
         return result
-    patience = 2 * matomo.timeout + 30 if stall is None else stall
     clock = asyncio.get_running_loop().time
     async with httpx.AsyncClient(
         timeout=matomo.timeout, headers={"User-Agent": USER_AGENT}
     ) as client:
-        sink = MatomoSink.from_config(store, client, matomo, backoff)
+        sink = MatomoSink.from_config(
+            store, client, matomo, mapper_for(config, matomo, salt), backoff
+        )
         failures = 0
         left = total
         moved = clock()
@@ -490,7 +475,7 @@ async def deliver(
             while left:
                 failed_before = sink.stats.failures
                 await sink.flush_once(upto=last)
-                now_left = store.outbox_count(first, last)
+                now_left = store.journal_count(store.cursor(MATOMO), last)
                 if now_left < left:
                     moved = clock()
                 left = now_left
@@ -499,7 +484,7 @@ async def deliver(
                 if failures >= max_failures or clock() - moved > patience:
                     break
     result.left = left
-    result.dead_lettered = store.dead_letter_count(first, last)
+    result.dead_lettered = store.dead_letter_count(first + 1, last)
     result.sent = total - left - result.dead_lettered
     return result
 
@@ -516,7 +501,7 @@ class _Run:
     dry_run: bool
     store: Store | None
     salt: str | SaltSource
-    mapper: RequestMapper | None
+    stamp: Stamper
     failed: bool = False
 
     def error(self, message: str) -> None:
@@ -539,9 +524,7 @@ class _Run:
             with gc_paused():
                 events = self._plan(path, key, counts)
                 if not self.dry_run:
-                    assert self.mapper is not None
-                    query = QueryEncoder(self.mapper)
-                    requests = [query(event) for event in events]
+                    stamped = [self.stamp(event) for event in events]
         except (OSError, EOFError, zlib.error) as exc:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
@@ -555,13 +538,13 @@ class _Run:
         assert self.store is not None
         try:
             self.store.commit_import(
-                key, self.source.name, str(path.resolve()), counts.lines, requests, done=done
+                key, self.source.name, str(path.resolve()), counts.lines, stamped, done=done
             )
         except StoreError as exc:
             self.failed = True
             self.error(str(exc))
             return
-        queued = f"{counts.requests} requests queued"
+        queued = f"{counts.requests} events journaled"
         if done:
             queued += f" ({done} of them by an earlier import that was interrupted)"
         _say(self.console, f"{path}: {counts.summary()}; {queued}")
@@ -597,10 +580,9 @@ def run_import(
     """Import the files; the exit status: 0 done, 1 a file or the delivery failed.
 
     Raises `ImportUsageError` (exit status 2) before touching anything when the source is
-    unknown or, without `dry_run`, there is no [matomo] table.
+    unknown.
     """
     source = select_source(config, source_name)
-    matomo = None if dry_run else require_matomo(config)
     console = Console(file=out or sys.stdout)
     err = err or sys.stderr
     state = config.state.path
@@ -617,13 +599,12 @@ def run_import(
                 f"audimeter: dry run without a state file ({state}): "
                 "the visitor ids shown are not the ones a real import gives\n"
             )
-        mapper = mapper_for(config, matomo, salt) if matomo is not None else None
-        run = _Run(config, source, console, err, dry_run, store, salt, mapper)
+        run = _Run(config, source, console, err, dry_run, store, salt, Stamper(config, salt))
         for path in _oldest_first(paths):
             run.import_file(path)
-        if dry_run or matomo is None or store is None:
+        if dry_run or store is None:
             return 1 if run.failed else 0
-        delivery = asyncio.run(deliver(store, matomo, console))
+        delivery = asyncio.run(deliver(store, config, salt, console, out=console.file))
         if delivery.sent or not delivery.complete:
             _say(console, f"matomo: {delivery.sent} requests delivered")
         if delivery.dead_lettered:

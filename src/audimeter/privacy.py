@@ -21,13 +21,11 @@ periods used since the previous clean-up (a session may have taken one and not b
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
-from urllib.parse import unquote_plus
 
 from audimeter.addresses import Address, parse_address
 from audimeter.config import Config, IpPrivacy, SaltRotation
@@ -191,8 +189,6 @@ class SaltBook:
 
 # -- forgetting an address ------------------------------------------------------------------------
 
-_CIP = re.compile(r"(?:^|[?&])cip=([^&]*)")
-
 
 @dataclass(frozen=True, slots=True)
 class ForgetReport:
@@ -207,9 +203,10 @@ class ForgetReport:
             f"open sessions: {f.sessions} removed"
             + (" (their end will never be sent to Matomo)" if f.sessions else ""),
             f"ended sessions kept to recognise late notices: {f.ended_sessions} removed",
-            f"queued requests: {f.outbox} removed"
-            + (" (they will never be sent to Matomo)" if f.outbox else ""),
+            f"journaled events: {f.events} removed"
+            + (" (no output will ever send them)" if f.events else ""),
             f"dead letters: {f.dead_letters} removed",
+            f"finished sessions in the history: {f.history} removed",
             f"webhook notices: {f.inbox} removed",
         ]
 
@@ -229,11 +226,6 @@ class AddressMatcher:
             found = self._seen[text] = parse_address(text) == self.address
         return found
 
-    def request(self, payload: str) -> bool:
-        """A tracking request (`?a=b&cip=…`) whose `cip` is the address."""
-        match = _CIP.search(payload)
-        return match is not None and self(unquote_plus(match.group(1)))
-
     def notice(self, payload: str) -> bool:
         """A webhook notice (JSON) from the address, or forwarded for it."""
         try:
@@ -251,8 +243,9 @@ class AddressMatcher:
 
 def forget(store: Store, address: Address) -> ForgetReport:
     """Delete everything `store` holds about `address`: the open sessions with it (their end
-    will never be sent), the queued requests and dead letters whose `cip` it is, and the webhook
-    notices from it. Use a store from `Store.open_exclusive`."""
+    will never be sent), the journaled, parked and refused events of it, the history of the
+    visitors they name, and the webhook notices from it. Use a store from
+    `Store.open_exclusive`."""
     matches = AddressMatcher(address)
-    forgotten = store.forget(session_ip=matches, request=matches.request, notice=matches.notice)
+    forgotten = store.forget(address=matches, notice=matches.notice)
     return ForgetReport(address, forgotten)

@@ -1,4 +1,4 @@
-"""`audimeter run`: sources → sessionizer → store → sinks, until told to stop.
+"""`audimeter run`: sources → sessionizer → store (journal) → outputs, until told to stop.
 
 Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
 Icecast's URL authentication, whose receiver records every notice in the store's inbox before it
@@ -6,8 +6,9 @@ answers; the loop turns inbox rows into observations and deletes them with the o
 
 Each source polls on its own schedule, so a slow server never delays another. Their observations
 pass one at a time through a single pipeline step that runs the sessionizer and commits what
-changed in one transaction before any sink sees it. The hand-over queue holds one observation:
-a source parses its next listing only once the previous one has been taken, which bounds memory.
+changed, with the events it journals, in one transaction before any output sees them. The
+hand-over queue holds one observation: a source parses its next listing only once the previous
+one has been taken, which bounds memory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,19 +28,22 @@ import httpx
 from audimeter import __version__
 from audimeter.clients import USER_AGENT, source_client
 from audimeter.config import Config
-from audimeter.events import Event, SessionKeptAlive
+from audimeter.events import Event
+from audimeter.journal import Stamper
 from audimeter.logs import ProblemLog
-from audimeter.matomo.mapping import RequestMapper, mapper_for
+from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import MatomoSink
 from audimeter.observations import Observation, Tick
+from audimeter.outputs.base import KeepaliveLimits
+from audimeter.outputs.factory import make_outputs
+from audimeter.outputs.jsonl import JsonLinesOutput
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Sessionizer
-from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
-from audimeter.store import LogPosition, Store
+from audimeter.store import LogPosition, Stamped, Store
 from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)
@@ -49,57 +54,32 @@ EventListener = Callable[[list[Event]], None]
 
 
 class Pipeline:
-    """The synchronous heart: observations in, events committed and handed to the sinks.
+    """The synchronous heart: observations in, events journaled and the outputs woken.
 
-    The outbox is bounded: while it holds `outbox_limit` requests (Matomo unreachable for days),
-    keep-alives are not queued; starts and ends always are, so every session keeps its true
-    start and end, and only the continuity of long visits suffers.
+    The journal is bounded per output (`KeepaliveLimits`): an output that lags its limit
+    (Matomo unreachable for days) skips keep-alives; starts and ends always are journaled, so
+    every session keeps its true start and end, and only the continuity of long visits suffers.
     """
 
     def __init__(
         self,
         store: Store,
         sessionizer: Sessionizer,
-        mapper: RequestMapper | None,
+        stamp: Callable[[Event], Stamped],
         listeners: Sequence[EventListener] = (),
-        outbox_limit: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        limits: KeepaliveLimits | None = None,
     ) -> None:
         self._store = store
         self._sessionizer = sessionizer
-        self._mapper = mapper
+        self._stamp = stamp
         self._listeners = list(listeners)
-        self._outbox_limit = outbox_limit
-        self._clock = clock
-        self.dropped_keepalives = 0
-        self._warned_at: float | None = None
+        self._limits = limits
         self._stored_instances: dict[str, str] | None = None
         """The server instances last committed: written again only when they change."""
 
     @property
     def sessionizer(self) -> Sessionizer:
         return self._sessionizer
-
-    def _requests(self, events: Sequence[Event]) -> list[str]:
-        if self._mapper is None or not events:
-            return []
-        wanted: Sequence[Event] = events
-        limit = self._outbox_limit
-        if limit is not None and self._store.outbox_span() >= limit:
-            wanted = [e for e in events if not isinstance(e, SessionKeptAlive)]
-            dropped = len(events) - len(wanted)
-            self.dropped_keepalives += dropped
-            now = self._clock()
-            if dropped and (self._warned_at is None or now - self._warned_at >= 3600):
-                self._warned_at = now
-                log.warning(
-                    "matomo: the outbox is full (outbox_limit = %d requests): keep-alives are "
-                    "not queued until Matomo takes requests again (%d so far); starts and ends "
-                    "still are",
-                    limit,
-                    self.dropped_keepalives,
-                )
-        return [self._mapper.query_string(e) for e in wanted]
 
     def feed(
         self,
@@ -120,12 +100,12 @@ class Pipeline:
         quiet = all(isinstance(o, Tick) for o in observations)
         if quiet and not (events or changes or consumed_inbox or log_positions):
             return events
-        outbox = self._requests(events)
+        kept = self._limits.admit(events) if self._limits is not None else events
         instances = self._sessionizer.instances()
         self._store.commit(
             changes,
             self._sessionizer.mount_records(),
-            outbox,
+            [self._stamp(event) for event in kept],
             instances=None if instances == self._stored_instances else instances,
             consumed_inbox=consumed_inbox,
             log_positions=log_positions,
@@ -134,6 +114,42 @@ class Pipeline:
         for listener in self._listeners:
             listener(events)
         return events
+
+
+class Upkeep:
+    """Once a second: delete the journal's events every output has passed and the keep-alives
+    only outputs over their limit have not; once an hour, history older than `keep_days`."""
+
+    def __init__(
+        self,
+        store: Store,
+        limits: KeepaliveLimits,
+        keep_days: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._keep = keep_days * 86_400
+        self._clock = clock
+        self._tidied_at = -math.inf
+        self._history_at = -math.inf
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if now - self._tidied_at < 1:
+            return
+        self._tidied_at = now
+        self._limits.prune()
+        self._store.prune_journal()
+        if now - self._history_at >= 3600:
+            self._history_at = now
+            pruned = self._store.prune_history(int(now) - self._keep)
+            if pruned:
+                log.info(
+                    "history: %d session(s) older than %d days deleted",
+                    pruned,
+                    self._keep // 86_400,
+                )
 
 
 def build_sessionizer(config: Config, store: Store) -> Sessionizer:
@@ -205,23 +221,33 @@ async def run(config: Config, stop: asyncio.Event, out: TextIO = sys.stdout) -> 
 async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -> None:
     sessionizer = build_sessionizer(config, store)
     resumed = sum(1 for _ in sessionizer.sessions())
-    listeners: list[EventListener] = []
-    mapper: RequestMapper | None = None
-    sink: MatomoSink | None = None
+    salt = SaltBook.from_config(config, store)
     async with contextlib.AsyncExitStack() as exit_stack:
         matomo = config.matomo
+        sink: MatomoSink | None = None
         if matomo is not None:
-            mapper = mapper_for(config, matomo, SaltBook.from_config(config, store))
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})
             )
-            sink = MatomoSink.from_config(store, matomo_client, matomo)
-            listeners.append(lambda events: sink.notify() if events else None)
-        else:
-            listeners.append(JsonLinesSink(out))
-        pipeline = Pipeline(
-            store, sessionizer, mapper, listeners, matomo.outbox_limit if matomo else None
-        )
+            mapper = mapper_for(config, matomo, salt)
+            sink = MatomoSink.from_config(store, matomo_client, matomo, mapper)
+        outputs = make_outputs(config, store, out, sink)
+        for output in outputs:
+            if isinstance(output, JsonLinesOutput):
+                exit_stack.callback(output.close)
+                if output.name == "jsonl":
+                    _on_sighup(output.reopen, exit_stack)
+        for name in store.prepare_cursors([o.name for o in outputs], drop_others=True):
+            log.warning("output %s is no longer configured: its cursor is deleted", name)
+
+        def wake_outputs(events: list[Event]) -> None:
+            if events:
+                for output in outputs:
+                    output.notify()
+
+        limits = KeepaliveLimits(store, outputs)
+        pipeline = Pipeline(store, sessionizer, Stamper(config, salt), [wake_outputs], limits)
+        upkeep = Upkeep(store, limits, config.history.keep_days)
 
         wake = asyncio.Event()
         receiver: WebhookReceiver | None = None
@@ -243,7 +269,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             __version__,
             len(config.sources),
             ", ".join(f"{s.name} every {s.poll_interval:g} s" for s in config.sources),
-            f"Matomo site {matomo.site_id} at {matomo.url}" if matomo else "events to stdout",
+            _describe(config),
             config.state.path,
             resumed,
         )
@@ -269,8 +295,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             instance = sessionizer.instance_of(source.name)
             poller = make_poller(source, client, instance, starts.get(source.name))
             tasks.append(asyncio.create_task(_poll_forever(poller, queue)))
-        if sink is not None:
-            tasks.append(asyncio.create_task(sink.run()))
+        tasks.extend(asyncio.create_task(output.run()) for output in outputs)
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -281,17 +306,20 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 )
                 waking.cancel()
                 wake.clear()
+                # Notices first: Icecast asks the receiver before it admits a listener, so a
+                # listing that shows the listener comes after its notice (and its query string).
+                if receiver is not None:
+                    drain_inbox(store, pipeline)
                 if getting.done():
                     pipeline.feed([getting.result()])
                 else:
                     getting.cancel()
-                if receiver is not None:
-                    drain_inbox(store, pipeline)
                 for follower in followers:
                     _follow(follower, pipeline)
                 pipeline.feed([Tick(int(time.time()))])
+                upkeep()
                 for task in tasks:
-                    if task.done():  # pollers and the sink run forever: an end is a failure
+                    if task.done():  # pollers and outputs run forever: an end is a failure
                         task.result()
         finally:
             for task in tasks:
@@ -303,10 +331,28 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             if receiver is not None:
                 await receiver.stop()
                 drain_inbox(store, pipeline)
-        if sink is not None:
-            await sink.drain(SHUTDOWN_DRAIN_SECONDS)
+        await asyncio.gather(*(o.drain(SHUTDOWN_DRAIN_SECONDS) for o in outputs))
         log.info(
             "stopped; %d open session(s) kept in %s",
             sum(1 for _ in sessionizer.sessions()),
             config.state.path,
         )
+
+
+def _describe(config: Config) -> str:
+    parts = []
+    if config.matomo is not None:
+        parts.append(f"Matomo site {config.matomo.site_id} at {config.matomo.url}")
+    if config.jsonl is not None:
+        parts.append(f"JSON lines to {'stdout' if config.jsonl.path == '-' else config.jsonl.path}")
+    return ", ".join(parts) or "events to stdout"
+
+
+def _on_sighup(callback: Callable[[], None], exit_stack: contextlib.AsyncExitStack) -> None:
+    """Call `callback` on SIGHUP (logrotate), where this loop can take signals."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, callback)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+        return
+    exit_stack.callback(loop.remove_signal_handler, signal.SIGHUP)

@@ -23,8 +23,18 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
-from audimeter.events import Session
+from audimeter.campaigns import campaign_of
+from audimeter.events import (
+    EndReason,
+    Event,
+    Session,
+    SessionEnded,
+    SessionKeptAlive,
+    SessionStarted,
+)
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -35,10 +45,37 @@ from audimeter.sessionizer import (
     StateChange,
 )
 
-SCHEMA_VERSION = 3
-UPGRADABLE = {1, 2}
+SCHEMA_VERSION = 4
+UPGRADABLE = {1, 2, 3}
 """Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
-version 3 the table `parked`; the schema script creates them when they are missing."""
+version 3 the table `parked`; the schema script creates them when they are missing. Version 4
+journals events instead of queueing Matomo requests: the requests queued, parked and refused
+under an earlier version are carried over as they are (`_upgrade_queues`)."""
+
+_EVENT_COLUMNS = """kind TEXT NOT NULL,
+    at INTEGER NOT NULL DEFAULT 0,
+    previous_at INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    instance TEXT NOT NULL DEFAULT '',
+    mount TEXT NOT NULL DEFAULT '',
+    client_id TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT '',
+    referrer TEXT NOT NULL DEFAULT '',
+    query TEXT NOT NULL DEFAULT '',
+    started_at INTEGER NOT NULL DEFAULT 0,
+    slot INTEGER NOT NULL DEFAULT 0,
+    visitor_id TEXT NOT NULL DEFAULT '',
+    payload TEXT"""
+"""A session event as the journal, `parked` and `dead_letter` hold it; `payload` is set only for
+kind 'request', a ready-made Matomo tracking request queued by an earlier schema."""
+_FIELDS = (
+    "kind, at, previous_at, reason, source, instance, mount, client_id, ip, user_agent, referrer,"
+    " query, started_at, slot, visitor_id, payload"
+)
+
+_MARKS = ",".join("?" * 16)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -86,25 +123,43 @@ CREATE TABLE IF NOT EXISTS mounts (
     last_seen INTEGER NOT NULL,
     PRIMARY KEY (source, mount)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    payload TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    {event}
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    output TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parked (
-    id INTEGER PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
     site INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    parked_at INTEGER NOT NULL
+    held INTEGER NOT NULL,
+    parked_at INTEGER NOT NULL,
+    {event}
 );
-CREATE INDEX IF NOT EXISTS parked_by_site ON parked(site, id);
+CREATE INDEX IF NOT EXISTS parked_by_site ON parked(site, seq);
 CREATE TABLE IF NOT EXISTS dead_letter (
-    id INTEGER PRIMARY KEY,
-    payload TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at INTEGER NOT NULL
+    seq INTEGER PRIMARY KEY,
+    failure TEXT NOT NULL,
+    failed_at INTEGER NOT NULL,
+    {event}
 );
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    mount TEXT NOT NULL,
+    site_id INTEGER,
+    visitor_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL,
+    seconds INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    campaign TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_end ON history(ended_at);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     payload TEXT NOT NULL
@@ -127,8 +182,13 @@ CREATE TABLE IF NOT EXISTS salts (
     period TEXT PRIMARY KEY,
     salt TEXT NOT NULL
 ) WITHOUT ROWID;
-"""
+""".replace("{event}", _EVENT_COLUMNS)
 
+
+MATOMO = "matomo"
+"""The Matomo output's cursor name."""
+PRUNE_BATCH = 10_000
+"""Events `prune_journal` deletes at most at once: a short transaction however far it is."""
 
 IMPORT_CHUNK = 20_000
 """Requests per transaction of `commit_import`: a fraction of a second of writing, so that
@@ -148,16 +208,43 @@ class Forgotten:
     """How many rows `Store.forget` deleted, per kind."""
 
     sessions: int = 0
-    outbox: int = 0
+    events: int = 0
+    """Journaled and parked events (and requests queued by an earlier schema)."""
     dead_letters: int = 0
     inbox: int = 0
     ended_sessions: int = 0
+    history: int = 0
+
+
+KINDS: dict[type[Event], str] = {
+    SessionStarted: "start",
+    SessionKeptAlive: "keepalive",
+    SessionEnded: "end",
+}
+REQUEST = "request"
+"""The kind of a journal row that holds a ready-made Matomo request (`payload`) instead of an
+event: what an earlier schema's outbox held, delivered before the events journaled since."""
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    payload: str
+class Stamped:
+    """A session event with what is settled once, when it is journaled: the visitor id every
+    output shows (Matomo's `cid`), and the Matomo site, for the history (None without one)."""
+
+    event: Event
+    visitor_id: str
+    site_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One row of the journal (or of `parked`, `dead_letter`): an event, or a ready-made
+    request (`payload`) from an earlier schema."""
+
+    seq: int
+    event: Event | None
+    visitor_id: str = ""
+    payload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +259,84 @@ class LogPosition:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    id: int
-    payload: str
+    row: JournalRow
     reason: str
     failed_at: int
+
+
+def _values(stamped: Stamped) -> tuple[object, ...]:
+    """The `_FIELDS` of a stamped event."""
+    event, s = stamped.event, stamped.event.session
+    at = event.at
+    previous = at if isinstance(event, SessionStarted) else event.previous_at
+    reason = event.reason.value if isinstance(event, SessionEnded) else ""
+    return (
+        KINDS[type(event)],
+        at,
+        previous,
+        reason,
+        s.source,
+        s.instance,
+        s.mount,
+        s.client_id,
+        s.ip,
+        s.user_agent,
+        s.referrer,
+        s.query,
+        s.started_at,
+        s.slot,
+        stamped.visitor_id,
+        None,
+    )
+
+
+def _row(seq: int, values: Sequence[Any]) -> JournalRow:
+    """A journal row from its seq and `_FIELDS`."""
+    kind, at, previous, reason = values[:4]
+    if kind == REQUEST:
+        return JournalRow(seq, None, payload=values[15])
+    source, instance, mount, client_id, ip, user_agent, referrer, query, started, slot = values[
+        4:14
+    ]
+    session = Session(
+        source, instance, mount, client_id, ip, user_agent, referrer, started, slot, query
+    )
+    event: Event
+    if kind == "start":
+        event = SessionStarted(session)
+    elif kind == "keepalive":
+        event = SessionKeptAlive(session, at, previous)
+    else:
+        event = SessionEnded(session, at, previous, EndReason(reason))
+    return JournalRow(seq, event, values[14])
+
+
+def _row_values(row: JournalRow) -> tuple[object, ...]:
+    """The `_FIELDS` of a journal row."""
+    if row.event is None:
+        return (REQUEST, 0, 0, "", "", "", "", "", "", "", "", "", 0, 0, "", row.payload)
+    return _values(Stamped(row.event, row.visitor_id))
+
+
+def _history_values(stamped: Stamped) -> tuple[object, ...] | None:
+    """The history row of a session's end, None for other events."""
+    event = stamped.event
+    if not isinstance(event, SessionEnded):
+        return None
+    s = event.session
+    return (
+        s.source,
+        s.mount,
+        stamped.site_id,
+        stamped.visitor_id,
+        s.started_at,
+        event.at,
+        event.duration,
+        event.reason.value,
+        s.user_agent,
+        s.referrer,
+        campaign_of(s.query),
+    )
 
 
 class SendLock:
@@ -221,6 +382,7 @@ class Store:
         self._db = connection
         self.path = path
         self.send_lock = SendLock(path.with_name(path.name + ".lock"))
+        self._locks = {MATOMO: self.send_lock}
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -291,8 +453,16 @@ class Store:
             raise
         return cls(db, path)
 
+    def output_lock(self, output: str) -> SendLock:
+        """The lock an output holds while it writes a batch and moves its cursor (Matomo's is
+        `send_lock`, `STATE.lock`; the others' `STATE.NAME.lock`)."""
+        if output not in self._locks:
+            self._locks[output] = SendLock(self.path.with_name(f"{self.path.name}.{output}.lock"))
+        return self._locks[output]
+
     def close(self) -> None:
-        self.send_lock.close()
+        for lock in self._locks.values():
+            lock.close()
         self._db.close()
 
     @contextlib.contextmanager
@@ -409,19 +579,19 @@ class Store:
         self,
         changes: Sequence[StateChange],
         mounts: Iterable[MountRecord],
-        outbox: Sequence[str],
+        events: Sequence[Stamped],
         *,
         instances: Mapping[str, str] | None = None,
         consumed_inbox: Sequence[int] = (),
         log_positions: Sequence[LogPosition] = (),
     ) -> None:
-        """Write one step's outcome atomically: session changes, mount times, new requests
-        (and the server instance of each source, when given).
+        """Write one step's outcome atomically: session changes, mount times, the events into
+        the journal and the sessions they end into the history (and the server instance of
+        each source, when given).
 
         `consumed_inbox` are the inbox rows this step turned into observations, and
         `log_positions` how far log files were read for it: both move with the step's outcome.
         """
-        now = int(time.time())
         with self._transaction():
             for change in changes:
                 s = change.session
@@ -483,115 +653,199 @@ class Store:
             if instances is not None:
                 self._db.execute("DELETE FROM instances")
                 self._db.executemany("INSERT INTO instances VALUES (?,?)", instances.items())
-            self._db.executemany(
-                "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
-                [(payload, now) for payload in outbox],
-            )
+            self._journal(events)
             self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
             self._db.executemany(
                 "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
                 [(p.source, p.path, p.inode, p.offset) for p in log_positions],
             )
 
-    # -- outbox ---------------------------------------------------------------------------------
-
-    def outbox_batch(self, limit: int, upto: int | None = None) -> list[OutboxRow]:
-        """The oldest requests of the outbox; with `upto`, only those with an id up to it."""
-        rows = self._db.execute(
-            "SELECT id, payload FROM outbox WHERE id <= ? ORDER BY id LIMIT ?",
-            (sys.maxsize if upto is None else upto, limit),
+    def _journal(self, events: Sequence[Stamped]) -> None:
+        """Append events to the journal, and the sessions they end to the history (inside a
+        transaction)."""
+        if not events:
+            return
+        self._db.executemany(
+            f"INSERT INTO journal({_FIELDS}) VALUES ({_MARKS})",  # noqa: S608 (fixed names)
+            [_values(stamped) for stamped in events],
         )
-        return [OutboxRow(*row) for row in rows]
+        ended = [row for stamped in events if (row := _history_values(stamped)) is not None]
+        self._db.executemany(
+            "INSERT INTO history(source, mount, site_id, visitor_id, started_at, ended_at,"
+            " seconds, reason, user_agent, referrer, campaign) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            ended,
+        )
 
-    def outbox_last_id(self) -> int:
-        """The id of the newest request in the outbox, 0 when it is empty."""
-        return int(self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0)
+    # -- the journal and its readers' cursors -------------------------------------------------
 
-    def outbox_count(self, first: int, last: int) -> int:
-        """How many requests with an id from `first` to `last` are still in the outbox."""
+    def last_seq(self) -> int:
+        """The seq of the newest event ever journaled (0 for none), also once it is pruned."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='journal'").fetchone()
+        return int(row[0]) if row else 0
+
+    def prepare_cursors(self, outputs: Collection[str], *, drop_others: bool) -> list[str]:
+        """Give each output a cursor (a new one reads every event still in the journal); with
+        `drop_others`, delete the cursors of outputs not named: returns their names."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO cursors(output, seq) VALUES (?, 0)",
+                [(name,) for name in outputs],
+            )
+            dropped = [
+                str(row[0])
+                for row in db.execute("SELECT output FROM cursors ORDER BY 1")
+                if row[0] not in outputs
+            ]
+            if drop_others:
+                db.executemany("DELETE FROM cursors WHERE output=?", [(n,) for n in dropped])
+        return dropped if drop_others else []
+
+    def cursors(self) -> dict[str, int]:
+        return {str(name): int(seq) for name, seq in self._db.execute("SELECT * FROM cursors")}
+
+    def cursor(self, output: str) -> int:
+        row = self._db.execute("SELECT seq FROM cursors WHERE output=?", (output,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def advance(self, output: str, seq: int) -> None:
+        """Move an output's cursor to `seq`: it has every event up to there (never back)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO cursors(output, seq) VALUES (?, ?)"
+                " ON CONFLICT(output) DO UPDATE SET seq=max(seq, excluded.seq)",
+                (output, seq),
+            )
+
+    def journal_batch(self, after: int, limit: int, upto: int | None = None) -> list[JournalRow]:
+        """The events after seq `after`, oldest first; with `upto`, only those up to it."""
+        rows = self._db.execute(
+            f"SELECT seq, {_FIELDS} FROM journal WHERE seq > ? AND seq <= ?"  # noqa: S608
+            " ORDER BY seq LIMIT ?",
+            (after, sys.maxsize if upto is None else upto, limit),
+        )
+        return [_row(row[0], row[1:]) for row in rows]
+
+    def journal_count(self, after: int, upto: int) -> int:
+        """How many events with a seq above `after`, up to `upto`, are in the journal."""
         row = self._db.execute(
-            "SELECT count(*) FROM outbox WHERE id BETWEEN ? AND ?", (first, last)
+            "SELECT count(*) FROM journal WHERE seq > ? AND seq <= ?", (after, upto)
         ).fetchone()
         return int(row[0])
 
-    def outbox_first_id(self) -> int:
-        """The id of the oldest request in the outbox, 0 when it is empty."""
-        return int(self._db.execute("SELECT min(id) FROM outbox").fetchone()[0] or 0)
-
-    def outbox_span(self) -> int:
-        """An upper bound of the outbox's size (parked requests included), cheap however large
-        it is."""
-        row = self._db.execute(
-            "SELECT (SELECT max(id) - min(id) + 1 FROM outbox), (SELECT count(*) FROM parked)"
-        ).fetchone()
-        return int(row[0] or 0) + int(row[1])
-
-    def outbox_size(self) -> int:
-        """Requests not yet accepted by Matomo: those waiting in the outbox and the parked ones."""
-        row = self._db.execute(
-            "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM parked)"
-        ).fetchone()
-        return int(row[0]) + int(row[1])
-
-    def acknowledge(self, ids: Sequence[int]) -> None:
+    def prune_journal(self, batch: int = PRUNE_BATCH) -> int:
+        """Delete up to `batch` events every output has passed; returns how many."""
         with self._transaction() as db:
-            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+            cursor = db.execute(
+                "DELETE FROM journal WHERE seq <= min("
+                " (SELECT min(seq) FROM cursors), (SELECT min(seq) FROM journal) + ?)",
+                (batch,),
+            )
+        return cursor.rowcount
 
-    def dead_letter(self, rows: Sequence[OutboxRow], reason: str) -> None:
-        """Move requests Matomo refused out of the outbox, keeping them with Matomo's reason."""
+    def prune_keepalives(self, after: int, upto: int) -> int:
+        """Delete the keep-alives with a seq above `after` up to `upto`: only outputs that are
+        over their limit, and skip keep-alives, have not passed them."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM journal WHERE seq > ? AND seq <= ? AND kind='keepalive'",
+                (after, upto),
+            )
+        return cursor.rowcount
+
+    def queue_requests(self, payloads: Sequence[str]) -> None:
+        """Journal ready-made Matomo requests, as an earlier schema's outbox held them."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO journal(kind, payload) VALUES (?, ?)",
+                [(REQUEST, payload) for payload in payloads],
+            )
+
+    # -- Matomo: parked requests and dead letters -----------------------------------------------
+
+    def matomo_batch(self, limit: int, upto: int | None = None) -> tuple[list[JournalRow], bool]:
+        """Matomo's next batch, and whether it is of released parked events: those go first,
+        since they are older than the journal's for their site."""
+        rows = self._db.execute(
+            f"SELECT seq, {_FIELDS} FROM parked WHERE held=0 ORDER BY seq LIMIT ?",  # noqa: S608
+            (limit,),
+        ).fetchall()
+        if rows:
+            return [_row(row[0], row[1:]) for row in rows], True
+        return self.journal_batch(self.cursor(MATOMO), limit, upto), False
+
+    def matomo_backlog(self) -> int:
+        """An upper bound of the events Matomo has not taken (parked ones included), cheap
+        however many they are."""
+        row = self._db.execute(
+            "SELECT (SELECT seq FROM cursors WHERE output=?), (SELECT count(*) FROM parked)",
+            (MATOMO,),
+        ).fetchone()
+        return self.last_seq() - int(row[0] or 0) + int(row[1])
+
+    def matomo_pending(self) -> int:
+        """Events not yet accepted by Matomo: those in the journal past its cursor and the
+        parked ones."""
+        row = self._db.execute("SELECT count(*) FROM parked").fetchone()
+        return self.journal_count(self.cursor(MATOMO), sys.maxsize) + int(row[0])
+
+    def unpark(self, seqs: Sequence[int]) -> None:
+        """Matomo took these released parked events."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM parked WHERE seq=?", [(seq,) for seq in seqs])
+
+    def dead_letter(self, rows: Sequence[JournalRow], reason: str) -> None:
+        """Keep events Matomo refused, with Matomo's reason."""
         now = int(time.time())
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO dead_letter(id, payload, reason, failed_at)"
-                " VALUES (?,?,?,?)",
-                [(row.id, row.payload, reason, now) for row in rows],
+                f"INSERT OR REPLACE INTO dead_letter(seq, failure, failed_at, {_FIELDS})"  # noqa: S608
+                f" VALUES (?, ?, ?, {_MARKS})",
+                [(row.seq, reason, now, *_row_values(row)) for row in rows],
             )
-            db.executemany("DELETE FROM outbox WHERE id=?", [(row.id,) for row in rows])
+            db.executemany("DELETE FROM parked WHERE seq=?", [(row.seq,) for row in rows])
 
-    def park(self, rows: Sequence[tuple[OutboxRow, int]]) -> None:
-        """Move requests out of the outbox into `parked`, each under its site (`(row, site)`)."""
+    def park(self, rows: Sequence[tuple[JournalRow, int]]) -> None:
+        """Keep events for a site Matomo refuses, each under its site (`(row, site)`)."""
         now = int(time.time())
         with self._transaction() as db:
-            for row, site in rows:
-                db.execute(
-                    "INSERT OR REPLACE INTO parked(id, site, payload, created_at, parked_at)"
-                    " SELECT id, ?, payload, created_at, ? FROM outbox WHERE id=?",
-                    (site, now, row.id),
-                )
-                db.execute("DELETE FROM outbox WHERE id=?", (row.id,))
+            db.executemany(
+                f"INSERT OR REPLACE INTO parked(seq, site, held, parked_at, {_FIELDS})"  # noqa: S608
+                f" VALUES (?, ?, 1, ?, {_MARKS})",
+                [(row.seq, site, now, *_row_values(row)) for row, site in rows],
+            )
 
     def parked_sites(self) -> dict[int, int]:
-        """How many requests are parked, per site."""
-        rows = self._db.execute("SELECT site, count(*) FROM parked GROUP BY site")
+        """How many events are parked, per site."""
+        rows = self._db.execute("SELECT site, count(*) FROM parked WHERE held=1 GROUP BY site")
         return {int(site): int(count) for site, count in rows}
 
     def release(self, site: int) -> int:
-        """Put the parked requests of `site` back into the outbox; returns how many.
-
-        They keep their outbox ids (never reused), so they leave before any request queued
-        for the site since, and each visitor's requests stay in time order.
-        """
+        """Let the parked events of `site` go to Matomo again, before any later event of the
+        journal; returns how many."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO outbox(id, payload, created_at)"
-                " SELECT id, payload, created_at FROM parked WHERE site=? ORDER BY id",
-                (site,),
-            )
-            cursor = db.execute("DELETE FROM parked WHERE site=?", (site,))
+            cursor = db.execute("UPDATE parked SET held=0 WHERE site=? AND held=1", (site,))
         return cursor.rowcount
 
     def dead_letter_count(self, first: int, last: int) -> int:
-        """How many dead letters have an (outbox) id from `first` to `last`."""
+        """How many dead letters have a seq from `first` to `last`."""
         row = self._db.execute(
-            "SELECT count(*) FROM dead_letter WHERE id BETWEEN ? AND ?", (first, last)
+            "SELECT count(*) FROM dead_letter WHERE seq BETWEEN ? AND ?", (first, last)
         ).fetchone()
         return int(row[0])
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._db.execute(
-            "SELECT id, payload, reason, failed_at FROM dead_letter ORDER BY id"
+            f"SELECT seq, {_FIELDS}, failure, failed_at FROM dead_letter ORDER BY seq"  # noqa: S608
         )
-        return [DeadLetter(*row) for row in rows]
+        return [DeadLetter(_row(row[0], row[1:17]), row[17], row[18]) for row in rows]
+
+    # -- history ------------------------------------------------------------------------------
+
+    def prune_history(self, before: int) -> int:
+        """Delete the finished sessions that ended before `before`; returns how many."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM history WHERE ended_at < ?", (before,))
+        return cursor.rowcount
 
     # -- inbox: events received from servers, kept until the pipeline has taken them ---------
 
@@ -639,21 +893,22 @@ class Store:
         source: str,
         path: str,
         lines: int,
-        outbox: Sequence[str],
+        events: Sequence[Stamped],
         *,
         done: int = 0,
         chunk: int = IMPORT_CHUNK,
     ) -> None:
-        """Queue one imported file's requests from the `done`-th on, then remember the file.
+        """Journal one imported file's events from the `done`-th on (and the sessions they
+        end into the history), then remember the file.
 
-        One transaction per `chunk` requests, each also recording how many are queued, so that
+        One transaction per `chunk` events, each also recording how many are queued, so that
         an import stopped midway goes on where it stopped when run again (`import_progress`).
         Raises `StoreError` when another import of the same content got there first.
         """
         progress = _import_progress_key(file_key)
         position = done
         while True:
-            part = outbox[position : position + chunk]
+            part = events[position : position + chunk]
             now = int(time.time())
             with self._transaction() as db:
                 queued = db.execute("SELECT value FROM meta WHERE key=?", (progress,)).fetchone()
@@ -665,12 +920,9 @@ class Store:
                         f"{path}: another `audimeter import` of the same content is running "
                         "or just finished; nothing more was queued by this one"
                     )
-                db.executemany(
-                    "INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
-                    [(payload, now) for payload in part],
-                )
+                self._journal(part)
                 position += len(part)
-                if position >= len(outbox):
+                if position >= len(events):
                     db.execute("DELETE FROM meta WHERE key=?", (progress,))
                     db.execute(
                         "INSERT INTO imports VALUES (?,?,?,?,?)",
@@ -684,16 +936,12 @@ class Store:
 
     # -- forgetting a listener ------------------------------------------------------------------
 
-    def forget(
-        self,
-        *,
-        session_ip: Callable[[str], bool],
-        request: Callable[[str], bool],
-        notice: Callable[[str], bool],
-    ) -> Forgotten:
-        """Delete the sessions (open, or ended and kept for a while) whose address `session_ip`
-        picks, the outbox requests (parked ones included) and dead letters whose payload
-        `request` picks, and the inbox notices `notice` picks.
+    def forget(self, *, address: Callable[[str], bool], notice: Callable[[str], bool]) -> Forgotten:
+        """Delete what the file holds about the listener addresses `address` picks: open
+        sessions and ended ones kept for a while, journaled, parked and refused events (by
+        their `ip`; ready-made requests of an earlier schema by their `cip`), the finished
+        sessions in the history with the visitor ids of those events, and the inbox notices
+        `notice` picks.
 
         Meant for a store from `open_exclusive` (secure delete on). The file is then rebuilt
         (VACUUM) and its write-ahead log emptied, so that no copy of a deleted row stays behind
@@ -706,14 +954,25 @@ class Store:
                     for source, instance, mount, client_id, ip in self._db.execute(
                         f"SELECT source, instance, mount, client_id, ip FROM {table}"  # noqa: S608
                     )
-                    if session_ip(ip)
+                    if address(ip)
                 ]
                 for table in ("sessions", "ended")
             }
-            outbox = self._pick("outbox", request)
-            parked = self._pick("parked", request)
-            dead = self._pick("dead_letter", request)
-            inbox = self._pick("inbox", notice)
+            visitors: set[str] = set()
+            events = {
+                table: self._pick_events(table, address, visitors)
+                for table in ("journal", "parked", "dead_letter")
+            }
+            history = [
+                int(row[0])
+                for row in self._db.execute("SELECT id, visitor_id FROM history")
+                if row[1] in visitors
+            ]
+            inbox = [
+                int(row_id)
+                for row_id, payload in self._db.execute("SELECT id, payload FROM inbox")
+                if notice(str(payload))
+            ]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the state file {self.path} ({exc})") from None
         with self._transaction() as db:
@@ -723,13 +982,10 @@ class Store:
                     " WHERE source=? AND instance=? AND mount=? AND client_id=?",
                     keys,
                 )
-            for table, ids in (
-                ("outbox", outbox),
-                ("parked", parked),
-                ("dead_letter", dead),
-                ("inbox", inbox),
-            ):
-                db.executemany(f"DELETE FROM {table} WHERE id=?", [(i,) for i in ids])  # noqa: S608
+            for table, seqs in events.items():
+                db.executemany(f"DELETE FROM {table} WHERE seq=?", [(i,) for i in seqs])  # noqa: S608
+            db.executemany("DELETE FROM history WHERE id=?", [(i,) for i in history])
+            db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in inbox])
         try:
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -740,15 +996,30 @@ class Store:
             ) from None
         return Forgotten(
             len(picked["sessions"]),
-            len(outbox) + len(parked),
-            len(dead),
+            len(events["journal"]) + len(events["parked"]),
+            len(events["dead_letter"]),
             len(inbox),
             len(picked["ended"]),
+            len(history),
         )
 
-    def _pick(self, table: str, wanted: Callable[[str], bool]) -> list[int]:
-        rows = self._db.execute(f"SELECT id, payload FROM {table}")  # noqa: S608 (fixed names)
-        return [int(row_id) for row_id, payload in rows if wanted(str(payload))]
+    def _pick_events(
+        self, table: str, address: Callable[[str], bool], visitors: set[str]
+    ) -> list[int]:
+        """The seqs of the events in `table` of the addresses `address` picks; adds their
+        visitor ids to `visitors`."""
+        picked = []
+        rows = self._db.execute(f"SELECT seq, ip, visitor_id, payload FROM {table}")  # noqa: S608
+        for seq, ip, visitor, payload in rows:
+            if payload is not None:  # a ready-made request: its address is its `cip`
+                query = parse_qs(str(payload).partition("?")[2] or str(payload))
+                ip = query.get("cip", [""])[0]
+                visitor = query.get("cid", [""])[0]
+            if ip and address(str(ip)):
+                picked.append(int(seq))
+                if visitor:
+                    visitors.add(str(visitor))
+        return picked
 
 
 def _import_progress_key(file_key: str) -> str:
@@ -756,16 +1027,85 @@ def _import_progress_key(file_key: str) -> str:
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:
-    """Create the tables that are missing and check the schema version."""
-    db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-    version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    if version is None or int(version[0]) in UPGRADABLE:
+    """Create the tables that are missing, upgrade an earlier schema, refuse a newer one."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(db)
+        if version is not None and version != SCHEMA_VERSION and version not in UPGRADABLE:
+            raise StoreError(
+                f"state file {path} has schema version {version}, this audimeter "
+                f"understands {SCHEMA_VERSION}: use the matching audimeter version"
+            )
+        old = version is not None and version < SCHEMA_VERSION
+        if old:
+            for table in _QUEUES:
+                if _has_table(db, table):
+                    db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if old:
+            _upgrade_queues(db)
+        if version != SCHEMA_VERSION:  # a file in use is left byte for byte as it was
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+_QUEUES = ("outbox", "parked", "dead_letter")
+"""The tables of Matomo requests before schema 4, which journals events instead."""
+
+
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    if not _has_table(db, "meta"):
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+    return found.fetchone() is not None
+
+
+def _upgrade_queues(db: sqlite3.Connection) -> None:
+    """Carry the requests an earlier schema queued over as ready-made requests, under their
+    ids: the queued ones into the journal, ahead of every event journaled from now on, the
+    parked and refused ones into `parked` and `dead_letter`."""
+    highest = 0
+    if _has_table(db, "old_outbox"):
         db.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-            (SCHEMA_VERSION,),
+            "INSERT INTO journal(seq, kind, payload) SELECT id, ?, payload FROM old_outbox",
+            (REQUEST,),
         )
-    elif int(version[0]) != SCHEMA_VERSION:
-        raise StoreError(
-            f"state file {path} has schema version {version[0]}, this audimeter "
-            f"understands {SCHEMA_VERSION}: use the matching audimeter version"
+        row = db.execute(
+            "SELECT max((SELECT max(id) FROM old_outbox),"
+            " (SELECT seq FROM sqlite_sequence WHERE name IN ('outbox', 'old_outbox')))"
+        ).fetchone()
+        highest = int(row[0] or 0)
+    if _has_table(db, "old_parked"):
+        db.execute(
+            "INSERT INTO parked(seq, site, held, parked_at, kind, payload)"
+            " SELECT id, site, 1, parked_at, ?, payload FROM old_parked",
+            (REQUEST,),
         )
+        highest = max(highest, int(db.execute("SELECT max(id) FROM old_parked").fetchone()[0] or 0))
+    if _has_table(db, "old_dead_letter"):
+        db.execute(
+            "INSERT INTO dead_letter(seq, failure, failed_at, kind, payload)"
+            " SELECT id, reason, failed_at, ?, payload FROM old_dead_letter",
+            (REQUEST,),
+        )
+        row = db.execute("SELECT max(id) FROM old_dead_letter").fetchone()
+        highest = max(highest, int(row[0] or 0))
+    # New events take seqs above every id queued before, so none meets an old parked one.
+    db.execute("DELETE FROM sqlite_sequence WHERE name='journal'")
+    db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('journal', ?)", (highest,))
+    for table in _QUEUES:
+        db.execute(f"DROP TABLE IF EXISTS old_{table}")

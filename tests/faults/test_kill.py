@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.support.audimeter import wait_for
 from tests.support.faults import (
+    MATOMO_BACKLOG,
     PLAYERS,
     Audience,
     Daemon,
@@ -115,7 +116,11 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, figures: Figure
             wait_for(
                 lambda: (
                     state_rows(db, "SELECT count(*) FROM sessions")[0][0] == 0
-                    and state_rows(db, "SELECT count(*) FROM outbox")[0][0] == 0
+                    and state_rows(
+                        db,
+                        MATOMO_BACKLOG,
+                    )[0][0]
+                    == 0
                 ),
                 30,
                 "every session ended and delivered",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.support.audimeter import wait_for
 from tests.support.faults import (
+    MATOMO_BACKLOG,
     PLAYERS,
     Audience,
     Daemon,
@@ -42,7 +43,10 @@ def running(
 
 
 def outbox(db: Path) -> int:
-    rows = state_rows(db, "SELECT count(*) FROM outbox")
+    rows = state_rows(
+        db,
+        MATOMO_BACKLOG,
+    )
     return int(str(rows[0][0])) if rows else -1
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.support.audimeter import wait_for
 from tests.support.faults import (
+    MATOMO_BACKLOG,
     PLAYERS,
     Audience,
     Daemon,
@@ -86,7 +87,10 @@ def test_matomo_down_for_20_s_then_back_on_the_same_port(tmp_path: Path, figures
 
 
 def _outbox(db: Path) -> int:
-    rows = state_rows(db, "SELECT count(*) FROM outbox")
+    rows = state_rows(
+        db,
+        MATOMO_BACKLOG,
+    )
     return int(str(rows[0][0])) if rows else -1
 
 

@@ -34,6 +34,7 @@ import pytest
 
 from tests.support.audimeter import wait_for
 from tests.support.faults import (
+    MATOMO_BACKLOG,
     PLAYERS,
     Audience,
     Daemon,
@@ -120,7 +121,11 @@ class Bench:
             wait_for(
                 lambda: (
                     not self.sessions()
-                    and state_rows(self.db, "SELECT count(*) FROM outbox")[0][0] == 0
+                    and state_rows(
+                        self.db,
+                        MATOMO_BACKLOG,
+                    )[0][0]
+                    == 0
                 ),
                 20,
                 "every session ended and delivered",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.audimeter import AudimeterProcess, wait_for
+from tests.support.audimeter import AudimeterProcess, receiving, wait_for
 from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port
 from tests.support.matomo import RecordingMatomo
 
@@ -106,7 +106,7 @@ def test_url_authentication_gives_exact_times_and_the_campaign(
         SourceClient(icecast, HOOK),
         AudimeterProcess(webhook_config(tmp_path, icecast, matomo, port)),
     ):
-        time.sleep(1.5)
+        wait_for(lambda: receiving(port, tmp_path / "state.db", HOOK), 15, "receiver and poll")
         query = "utm_source=newsletter&utm_campaign=spring&utm_term=jazz"
         with Listener(
             icecast,
@@ -134,7 +134,7 @@ def test_a_leave_missed_while_audimeter_was_down_is_repaired_by_the_poll(
     config = webhook_config(tmp_path, icecast, matomo, port)
     with SourceClient(icecast, HOOK), SourceClient(icecast, MOUNT):
         with AudimeterProcess(config) as run:
-            time.sleep(1.5)
+            wait_for(lambda: receiving(port, tmp_path / "state.db", HOOK), 15, "receiver and poll")
             listener = Listener(icecast, HOOK, bind="127.0.0.74", user_agent=VLC)
             listener.connect()
             # a mount without URL authentication: no listener_add ever comes, the poll finds it

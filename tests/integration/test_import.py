@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from rich.console import Console
@@ -22,7 +25,6 @@ from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStart
 from audimeter.importer import (
     Counts,
     Listen,
-    QueryEncoder,
     assign_slots,
     deliver,
     dry_run_line,
@@ -274,13 +276,6 @@ def test_configuration_errors_are_one_line(tmp_path: Path) -> None:
     log = write_log(tmp_path / "access.log", LISTENERS)
     config = write_config(tmp_path, None)
 
-    result = audimeter_import(config, "--source", "main", log)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert len(result.stderr.splitlines()) == 1
-    assert "[matomo]" in result.stderr
-    assert "--dry-run" in result.stderr
-
     result = audimeter_import(config, "--source", "nope", "--dry-run", log)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
@@ -332,8 +327,9 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     kinds = {type(e) for e in events}
     assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
     mapper = mapper_for(config, config.matomo, "salt")
-    encode = QueryEncoder(mapper)
-    assert [encode(e) for e in events] == [mapper.query_string(e) for e in events]
+    assert [mapper.query_string(e) for e in events] == [
+        "?" + urlencode(mapper.params(e)) for e in events
+    ]
     assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
 
 
@@ -375,18 +371,16 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
     assert config.matomo is not None
     store = Store.open(tmp_path / "state.db")
     try:
-        store.commit_import(
-            "k" * 64, "main", "log", 3, [f"?idsite=1&rec=1&n={i}" for i in range(12)]
-        )
+        store.queue_requests([f"?idsite=1&rec=1&n={i}" for i in range(12)])
         console = Console(file=io.StringIO())
         matomo.fail_with(500)
         result = asyncio.run(
-            deliver(store, config.matomo, console, backoff=Backoff(0.01, 0.02), max_failures=3)
+            deliver(store, config, "s", console, backoff=Backoff(0.01, 0.02), max_failures=3)
         )
         assert (result.sent, result.left, result.complete) == (0, 12, False)
         assert matomo.failed_posts == 3
         matomo.recover()
-        result = asyncio.run(deliver(store, config.matomo, console))
+        result = asyncio.run(deliver(store, config, "s", console))
         assert (result.sent, result.left, result.complete) == (12, 0, True)
         assert len(matomo.requests) == 12
     finally:
@@ -447,7 +441,7 @@ poll_interval = 0.5
             wait_for(lambda: any(p.get("e_a") == "end" for p in live()), 15, "the live end")
             assert daemon.running
             logs = daemon.logs()
-    queued = int(result.stdout.split(" requests queued")[0].rsplit(" ", 1)[1])
+    queued = int(result.stdout.split(" events journaled")[0].rsplit(" ", 1)[1])
     assert f"matomo: {queued} requests delivered" in result.stdout
     payloads = [tuple(sorted(r.params.items())) for r in matomo.requests]
     assert len(payloads) == len(set(payloads))  # nothing twice
@@ -461,7 +455,7 @@ poll_interval = 0.5
 def state_outbox(path: Path) -> int:
     store = Store.open(path)
     try:
-        return store.outbox_size()
+        return store.matomo_pending()
     finally:
         store.close()
 
@@ -520,3 +514,27 @@ def test_a_25_log_imports_the_players_the_listeners_sent(
     sent = {visit.user_agent for visit in matomo.model(VISIT_LENGTH).visits()}
     assert set(players.values()) <= sent
     assert not any("\\x" in (agent or "") for agent in sent)
+
+
+def test_an_import_without_matomo_fills_the_history_and_json_lines(tmp_path: Path) -> None:
+    """No [matomo]: the import is not refused; each imported session is one history row, and
+    every event one line of the [jsonl] file."""
+    log = write_log(tmp_path / "access.log", LISTENERS)
+    config = write_config(tmp_path, None)
+    lines = tmp_path / "sessions.jsonl"
+    with config.open("a") as file:
+        file.write(f'\n[jsonl]\npath = "{lines}"\n')
+    result = audimeter_import(config, "--source", "main", log)
+    assert result.returncode == 0, result.stderr
+    journaled = int(result.stdout.split(" events journaled")[0].rsplit(" ", 1)[1])
+    sessions = int(result.stdout.split(" listener sessions")[0].rsplit(" ", 1)[1])
+    state = sqlite3.connect(tmp_path / "state.db")
+    history = state.execute("SELECT seconds, reason FROM history").fetchall()
+    assert len(history) == sessions
+    assert {reason for _, reason in history} == {"left"}
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(records) == journaled
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    ends = [r for r in records if r["event"] == "end"]
+    assert len(ends) == len(history)
+    assert all(r["visitor_id"] for r in records)

@@ -29,7 +29,7 @@ def fill(store: Store, count: int, site: int = 1) -> list[str]:
         f"&cdt={1_700_000_000 + n}"
         for n in range(count)
     ]
-    store.commit([], [], payloads)
+    store.queue_requests(payloads)
     return payloads
 
 
@@ -70,7 +70,7 @@ def test_everything_delivered_once_in_order(store: Store) -> None:
         sink = flush(store, matomo)
     assert tracked_cids(matomo) == [f"{n:016x}" for n in range(35)]
     assert [len(b.requests) for b in matomo.batches] == [10, 10, 10, 5]
-    assert store.outbox_size() == 0
+    assert store.matomo_pending() == 0
     assert sink.stats.sent == len(payloads)
 
 
@@ -103,7 +103,7 @@ def test_unreachable_matomo_keeps_everything(store: Store) -> None:
             assert sink.stats.failures == 1
 
     asyncio.run(go())
-    assert store.outbox_size() == 5
+    assert store.matomo_pending() == 5
 
 
 def test_invalid_requests_named_by_matomo_go_to_dead_letters(store: Store) -> None:
@@ -113,9 +113,9 @@ def test_invalid_requests_named_by_matomo_go_to_dead_letters(store: Store) -> No
         sink = flush(store, matomo)
     assert tracked_cids(matomo) == [f"{n:016x}" for n in range(10) if n not in (3, 7)]
     dead = store.dead_letters()
-    assert [d.payload.split("cid=")[1][:16] for d in dead] == [f"{3:016x}", f"{7:016x}"]
+    assert [(d.row.payload or "").split("cid=")[1][:16] for d in dead] == [f"{3:016x}", f"{7:016x}"]
     assert all(d.reason == "Matomo counted the request as invalid" for d in dead)
-    assert store.outbox_size() == 0
+    assert store.matomo_pending() == 0
     assert (sink.stats.sent, sink.stats.dead_lettered) == (8, 2)
 
 
@@ -127,7 +127,7 @@ def test_invalid_requests_matomo_does_not_name_keep_the_batch_for_inspection(sto
     dead = store.dead_letters()
     assert len(dead) == 4
     assert "1 of the 4 requests" in dead[0].reason
-    assert store.outbox_size() == 0
+    assert store.matomo_pending() == 0
 
 
 def test_a_refused_token_holds_the_outbox(store: Store) -> None:
@@ -135,7 +135,7 @@ def test_a_refused_token_holds_the_outbox(store: Store) -> None:
     with RecordingMatomo() as matomo:
         sink = flush(store, matomo, token="wrong-token", rounds=3)
     assert matomo.requests == []
-    assert store.outbox_size() == 5
+    assert store.matomo_pending() == 5
     assert store.dead_letters() == []
     assert sink.stats.failures == 3
 
@@ -147,7 +147,7 @@ def test_a_rejected_batch_is_split_to_find_the_refused_request(store: Store) -> 
         flush(store, matomo)
     assert tracked_cids(matomo) == [f"{n:016x}" for n in (1, 2, 3)]
     (dead,) = store.dead_letters()
-    assert f"cid={0:016x}" in dead.payload
+    assert f"cid={0:016x}" in (dead.row.payload or "")
     assert dead.reason.startswith("HTTP 400")
 
 
@@ -160,7 +160,7 @@ def test_a_timed_out_batch_is_sent_again(store: Store) -> None:
         flush(store, matomo)
     # Matomo tracked the first attempt before answering too late: at-least-once delivery.
     assert tracked_cids(matomo) == [f"{n:016x}" for n in range(3)] * 2
-    assert store.outbox_size() == 0
+    assert store.matomo_pending() == 0
 
 
 def test_an_idle_sink_finds_what_another_process_queued(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.matomo import RecordingMatomo
@@ -66,8 +66,9 @@ def open_sessions(path: Path) -> set[tuple[str, ...]]:
 
 
 def queued(path: Path) -> list[dict[str, str]]:
-    rows = read(path, "SELECT payload FROM outbox ORDER BY id")
-    return [dict(parse_qsl(payload[1:])) for (payload,) in rows]
+    """The journaled events' listener fields, named as Matomo's requests name them."""
+    rows = read(path, "SELECT ip, user_agent, visitor_id FROM journal ORDER BY seq")
+    return [{"cip": ip, "ua": ua, "cid": cid} for ip, ua, cid in rows]
 
 
 def forget(config: Path, address: str) -> subprocess.CompletedProcess[str]:
@@ -150,12 +151,13 @@ def test_forget_removes_queued_requests_and_open_sessions(tmp_path: Path) -> Non
         done = forget(config, IPV4)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        assert lines[:6] == [
+        assert lines[:7] == [
             f"forgot {IPV4} in {state}:",
             "open sessions: 1 removed (their end will never be sent to Matomo)",
             "ended sessions kept to recognise late notices: 0 removed",
-            f"queued requests: {requests_of_ipv4} removed (they will never be sent to Matomo)",
+            f"journaled events: {requests_of_ipv4} removed (no output will ever send them)",
             "dead letters: 0 removed",
+            "finished sessions in the history: 0 removed",
             "webhook notices: 0 removed",
         ]
         assert "Administration → Privacy → GDPR Tools" in lines[-1]

@@ -31,9 +31,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def queue(store: Store, sites: list[int], first: int = 0) -> None:
     """One request per entry of `sites`, numbered from `first` (its `cid`), with a `cip`."""
-    store.commit(
-        [],
-        [],
+    store.queue_requests(
         [
             f"?idsite={site}&rec=1&cid={first + n:016x}&cip=198.51.100.{first + n}"
             f"&url=http%3A%2F%2Fr%2Fm&action_name=m&cdt={1_700_000_000 + first + n}"
@@ -108,7 +106,7 @@ def test_a_refused_site_is_parked_while_the_others_flow(
         deliver(store, matomo)
     parked_order = [n for n, site in enumerate(sites) if site == 2] + [30, 32]
     assert tracked(matomo, 2) == parked_order
-    assert store.outbox_size() == 0
+    assert store.matomo_pending() == 0
     assert any("site 2 takes the token again: 17" in r.getMessage() for r in caplog.records)
     assert DEFAULT_TOKEN not in caplog.text
 
@@ -125,7 +123,7 @@ def test_super_user_refusals_are_sorted_by_site(
         sink = deliver(store, matomo)
     assert tracked(matomo, 1) == [0, 4]
     (dead,) = store.dead_letters()
-    assert f"cid={2:016x}" in dead.payload
+    assert f"cid={2:016x}" in (dead.row.payload or "")
     assert store.parked_sites() == {3: 2}
     assert (sink.stats.sent, sink.stats.dead_lettered, sink.stats.parked) == (2, 1, 2)
     assert len(refusals(caplog)) == 1
@@ -151,7 +149,7 @@ def test_requests_bad_in_themselves_are_told_from_a_refused_site(store: Store) -
         matomo.mark_invalid(lambda p: p["idsite"] == "1")
         sink = deliver(store, matomo)
     assert matomo.requests == []
-    assert [d.payload.split("cid=")[1][:16] for d in store.dead_letters()] == [
+    assert [((d.row.payload or "") or "").split("cid=")[1][:16] for d in store.dead_letters()] == [
         f"{n:016x}" for n in (0, 2)
     ]
     assert all(d.reason == "Matomo counted the request as invalid" for d in store.dead_letters())
@@ -168,7 +166,7 @@ def test_a_token_the_api_refuses_holds_the_batch(
     with RecordingMatomo(site_ids={1}, token_auth="another-token-0000000000000000000") as matomo:
         sink = deliver(store, matomo, rounds=3)
     assert sink.stats.failures == 3
-    assert store.outbox_size() == 3
+    assert store.matomo_pending() == 3
     assert store.parked_sites() == {}
     assert store.dead_letters() == []
     assert "cannot say which sites token_auth may track to" in caplog.text
@@ -187,7 +185,7 @@ def test_the_running_sink_sends_parked_requests_once_access_is_back(store: Store
                 await asyncio.sleep(0.2)  # several checks find the site still refused
                 assert tracked(matomo, 2) == []
                 matomo.allow_sites(2)
-                await until(lambda: store.outbox_size() == 0)
+                await until(lambda: store.matomo_pending() == 0)
             finally:
                 task.cancel()
 

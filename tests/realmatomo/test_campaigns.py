@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_webhook import PASSWORD, USERNAME, url_auth_mount
-from tests.support.audimeter import AudimeterProcess, wait_for
+from tests.support.audimeter import AudimeterProcess, receiving, wait_for
 from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port
 from tests.support.matomolab import MatomoLab
 
@@ -71,7 +71,7 @@ def test_campaign_of_the_stream_url_is_the_visits_campaign(
     icecast, port = hooked
     config = write_config(tmp_path, icecast, real_matomo, port)
     with SourceClient(icecast, MOUNT), AudimeterProcess(config):
-        time.sleep(1.5)
+        wait_for(lambda: receiving(port, tmp_path / "state.db", MOUNT), 15, "receiver and poll")
         query = "utm_campaign=winter&utm_term=ad1&pass=not-for-matomo"
         with Listener(icecast, MOUNT, bind="127.0.0.81", user_agent=VLC, query=query) as listener:
             assert listener.wait_for_bytes(1000)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +23,25 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def receiving(port: int, state: Path, mount: str) -> bool:
+    """The webhook receiver accepts connections and `mount` has been polled: a listener_add
+    for it now names a mount audimeter knows (one for a mount never polled waits for the poll,
+    which finds the listener without its query string)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    if not state.exists():
+        return False
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        return bool(db.execute("SELECT 1 FROM mounts WHERE mount = ?", (mount,)).fetchone())
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
 
 
 class AudimeterProcess:
@@ -53,6 +74,10 @@ class AudimeterProcess:
                 env=self.env,
             )
         return self
+
+    def send(self, sig: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
         """Send `sig`; return the exit status and how long the exit took."""

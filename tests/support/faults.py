@@ -35,11 +35,14 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qsl
 
+from audimeter.matomo.mapping import RequestMapper
+from audimeter.store import Store
 from tests.support.audimeter import AudimeterProcess
 from tests.support.matomo import DEFAULT_TOKEN, TrackedRequest
 from tests.support.shoutcast import DNAS2_ADMIN_PASSWORD, Dnas2Emulator
 
 __all__ = [
+    "MATOMO_BACKLOG",
     "PLAYERS",
     "Audience",
     "Daemon",
@@ -507,10 +510,34 @@ def state_rows(path: Path, sql: str, args: Sequence[object] = ()) -> list[tuple[
         db.close()
 
 
-def dead_letters(path: Path) -> list[tuple[dict[str, str], str]]:
-    """The dead-letter table: each refused request's parameters and Matomo's reason, by id."""
-    rows = state_rows(path, "SELECT payload, reason FROM dead_letter ORDER BY id")
-    return [(dict(parse_qsl(str(p).lstrip("?"), keep_blank_values=True)), str(r)) for p, r in rows]
+MATOMO_BACKLOG = (
+    "SELECT (SELECT count(*) FROM journal"
+    " WHERE seq > (SELECT seq FROM cursors WHERE output='matomo'))"
+    " + (SELECT count(*) FROM parked)"
+)
+"""SQL: the events Matomo has not taken yet (the outbox of earlier versions)."""
+
+
+def dead_letters(
+    path: Path, mapper: RequestMapper | None = None
+) -> list[tuple[dict[str, str], str]]:
+    """The dead-letter table: each refused event's request parameters (as `mapper`, by default
+    one of site 1, maps it) and Matomo's reason, by seq."""
+    mapper = mapper or RequestMapper("", {}, 1)
+    store = Store.open(path)
+    try:
+        letters = store.dead_letters()
+    finally:
+        store.close()
+    return [
+        (
+            mapper.params(d.row.event, d.row.visitor_id)
+            if d.row.event is not None
+            else dict(parse_qsl((d.row.payload or "").lstrip("?"), keep_blank_values=True)),
+            d.reason,
+        )
+        for d in letters
+    ]
 
 
 def traceback_free(stderr: str) -> str:

@@ -36,7 +36,7 @@ from audimeter.sessionizer import (
     SessionOpened,
     SessionRemembered,
 )
-from audimeter.store import Forgotten, OutboxRow, Store, StoreBusy, StoreError
+from audimeter.store import Forgotten, Stamped, Store, StoreBusy, StoreError
 
 SOURCE = {"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "pw"}
 VLC = "VLC/3.0.18 LibVLC/3.0.18"
@@ -472,9 +472,8 @@ ONE = "203.0.113.9"
 SIX = "2001:db8::1"
 
 
-def request(ip: str, **extra: str) -> str:
-    mapper = RequestMapper("salt", SITES, 1)
-    return mapper.query_string(SessionStarted(session(ip=ip)))
+def event(ip: str) -> Stamped:
+    return Stamped(SessionStarted(session(ip=ip)), visitor_id("salt", session(ip=ip)))
 
 
 def filled_store(path: Path) -> None:
@@ -492,11 +491,11 @@ def filled_store(path: Path) -> None:
     store.commit(
         [*(SessionOpened(s) for s in sessions), *ended],
         [MountRecord("main", "i1", "/live.mp3", 2000)],
-        [request(ONE), request("198.51.100.7"), request(SIX), request(ONE), request("")],
+        [event(ONE), event("198.51.100.7"), event(SIX), event(ONE), event("")],
     )
-    store.commit([], [MountRecord("main", "i1", "/live.mp3", 2000)], [request(ONE)])
-    (last,) = [row for row in store.outbox_batch(10) if row.id == 6]
-    store.dead_letter([OutboxRow(last.id, last.payload)], "refused")
+    store.commit([], [MountRecord("main", "i1", "/live.mp3", 2000)], [event(ONE)])
+    (last,) = [row for row in store.journal_batch(0, 10) if row.seq == 6]
+    store.dead_letter([last], "refused")
     for ip, forwarded in ((ONE, ""), ("10.0.0.2", f"{ONE}, 10.0.0.2"), ("10.0.0.3", "")):
         store.append_inbox(json.dumps({"type": "joined", "ip": ip, "forwarded_for": forwarded}))
     store.close()
@@ -508,12 +507,12 @@ def test_forget_removes_every_row_with_the_address(tmp_path: Path) -> None:
     store = Store.open_exclusive(path)
     report = forget(store, ip_address(ONE))
     assert report.forgotten == Forgotten(
-        sessions=2, outbox=2, dead_letters=1, inbox=2, ended_sessions=1
+        sessions=2, events=3, dead_letters=1, inbox=2, ended_sessions=1
     )
     assert [entry.session.ip for entry in store.load_remembered()] == [SIX]
     assert {s.ip for s in store.load_sessions()} == {"198.51.100.7", SIX, ""}
-    left = [dict(parse_qsl(row.payload[1:])).get("cip") for row in store.outbox_batch(10)]
-    assert left == ["198.51.100.7", SIX, None]
+    left = [row.event.session.ip for row in store.journal_batch(0, 10) if row.event]
+    assert left == ["198.51.100.7", SIX, ""]
     assert store.dead_letters() == []
     assert len(store.inbox_batch(10)) == 1
     store.close()
@@ -529,23 +528,22 @@ def test_forget_finds_an_ipv6_address_in_any_notation(tmp_path: Path) -> None:
     report = forget(store, parse_address("2001:DB8:0:0:0:0:0:1") or ip_address("0.0.0.0"))
     store.close()
     assert report.forgotten == Forgotten(
-        sessions=1, outbox=1, dead_letters=0, inbox=0, ended_sessions=1
+        sessions=1, events=1, dead_letters=0, inbox=0, ended_sessions=1
     )
     assert report.lines() == [
         "open sessions: 1 removed (their end will never be sent to Matomo)",
         "ended sessions kept to recognise late notices: 1 removed",
-        "queued requests: 1 removed (they will never be sent to Matomo)",
+        "journaled events: 1 removed (no output will ever send them)",
         "dead letters: 0 removed",
+        "finished sessions in the history: 0 removed",
         "webhook notices: 0 removed",
     ]
 
 
-def test_address_matcher_reads_requests_and_notices() -> None:
+def test_address_matcher_reads_addresses_and_notices() -> None:
     matches = AddressMatcher(ip_address(SIX))
     assert matches("2001:0db8::0001")
     assert not matches("2001:db8::2")
-    assert matches.request("?idsite=1&cip=2001%3ADB8%3A%3A1&ua=x")
-    assert not matches.request("?idsite=1&ua=2001%3Adb8%3A%3A1")
     assert matches.notice(json.dumps({"ip": "10.0.0.1", "forwarded_for": "2001:db8::1, 10.0.0.1"}))
     assert not matches.notice("not json")
     assert not matches.notice("[1]")
@@ -583,15 +581,16 @@ def test_forget_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["forget", "--config", str(config), "--ip", ONE])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[:6] == [
+    assert lines[:7] == [
         f"forgot {ONE} in {tmp_path / 'a.db'}:",
         "open sessions: 2 removed (their end will never be sent to Matomo)",
         "ended sessions kept to recognise late notices: 1 removed",
-        "queued requests: 2 removed (they will never be sent to Matomo)",
+        "journaled events: 3 removed (no output will ever send them)",
         "dead letters: 1 removed",
+        "finished sessions in the history: 0 removed",
         "webhook notices: 2 removed",
     ]
-    assert "203.0.113.0" in lines[6]  # what audimeter keeps of it with ip = "anonymize"
+    assert "203.0.113.0" in lines[7]  # what audimeter keeps of it with ip = "anonymize"
     assert "GDPR Tools" in lines[-1]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from audimeter.events import Session
+from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -16,23 +16,25 @@ from audimeter.sessionizer import (
     SessionOpened,
     SessionRemembered,
 )
-from audimeter.store import SCHEMA_VERSION, Store, StoreError
+from audimeter.store import MATOMO, SCHEMA_VERSION, Stamped, Store, StoreError
 
-SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0)
+SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0, "utm_source=a&pw=x")
+START = Stamped(SessionStarted(SESSION), "v1", 3)
 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "state" / "a.db"
     store = Store.open(path)
     salt = store.salt()
-    store.commit([SessionOpened(SESSION)], [MountRecord("main", "i1", "/live", 150)], ["?a=1"])
+    store.commit([SessionOpened(SESSION)], [MountRecord("main", "i1", "/live", 150)], [START])
     store.close()
 
     store = Store.open(path)
     assert store.salt() == salt
     assert store.load_sessions() == [SESSION]
     assert store.load_mounts() == [MountRecord("main", "i1", "/live", 150)]
-    assert [row.payload for row in store.outbox_batch(10)] == ["?a=1"]
+    (row,) = store.journal_batch(0, 10)
+    assert (row.event, row.visitor_id) == (START.event, "v1")
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -42,7 +44,7 @@ def test_end_removes_the_session_and_mounts_are_replaced(tmp_path: Path) -> None
     store.commit(
         [SessionClosed(SESSION)],
         [MountRecord("main", "i1", "/other", 160)],
-        ["?b=2"],
+        [],
     )
     assert store.load_sessions() == []
     assert store.load_mounts() == [MountRecord("main", "i1", "/other", 160)]
@@ -70,21 +72,44 @@ def test_ended_sessions_and_instances_are_kept_until_forgotten(tmp_path: Path) -
     assert store.load_instances() == {"main": "i2"}
 
 
-def test_a_state_file_of_schema_1_is_upgraded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_state_file_of_an_earlier_schema_keeps_its_sessions_and_requests(
+    tmp_path: Path, version: int
+) -> None:
+    """Made with that version's SQL: open sessions stay, queued requests are delivered
+    before any event journaled after the upgrade, parked and refused ones are kept."""
     path = tmp_path / "a.db"
-    Store.open(path).close()
     db = sqlite3.connect(path)
-    db.executescript(
-        "DROP TABLE ended; DROP TABLE instances;"
-        "UPDATE meta SET value='1' WHERE key='schema_version';"
+    db.executescript((Path(__file__).parent / "schemas" / f"v{version}.sql").read_text())
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
+    db.execute(
+        "INSERT INTO sessions VALUES ('main','i1','/live','7','10.0.0.1','VLC','',100,0,'',NULL)"
     )
+    db.executemany(
+        "INSERT INTO outbox(id, payload, created_at) VALUES (?, ?, 0)",
+        [(1, "?idsite=1&n=1"), (5, "?idsite=1&n=5")],
+    )
+    db.execute("INSERT INTO dead_letter VALUES (3, '?idsite=1&n=3', 'HTTP 400', 0)")
+    if version == 3:
+        db.execute("INSERT INTO parked VALUES (7, 2, '?idsite=2&n=7', 0, 0)")
+    db.commit()
     db.close()
     store = Store.open(path)
-    assert store.load_remembered() == []
-    assert store.load_instances() == {}
+    assert store.load_sessions() == [
+        Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0)
+    ]
+    store.commit([], [], [START])
+    store.prepare_cursors([MATOMO], drop_others=True)
+    rows, _ = store.matomo_batch(10)
+    assert [row.payload for row in rows] == ["?idsite=1&n=1", "?idsite=1&n=5", None]
+    assert rows[2].event == START.event
+    assert rows[2].seq > (7 if version == 3 else 5)
+    assert [d.row.payload for d in store.dead_letters()] == ["?idsite=1&n=3"]
+    assert store.parked_sites() == ({2: 1} if version == 3 else {})
     store.close()
-    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
-    assert version.fetchone() == (str(SCHEMA_VERSION),)
+    version_row = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
+    assert version_row.fetchone() == (str(SCHEMA_VERSION),)
+    Store.open(path).close()  # and opens again as it is
 
 
 def test_a_state_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -98,80 +123,67 @@ def test_a_state_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(path)
 
 
-def test_outbox_acknowledge_and_dead_letter(tmp_path: Path) -> None:
+def test_every_event_kind_comes_back_from_the_journal_and_ends_fill_the_history(
+    tmp_path: Path,
+) -> None:
     store = Store.open(tmp_path / "a.db")
-    store.commit([], [], [f"?n={n}" for n in range(5)])
-    rows = store.outbox_batch(3)
-    assert [r.payload for r in rows] == ["?n=0", "?n=1", "?n=2"]
-    store.acknowledge([rows[0].id, rows[2].id])
-    store.dead_letter([rows[1]], "HTTP 400: bad")
-    assert [r.payload for r in store.outbox_batch(10)] == ["?n=3", "?n=4"]
-    assert store.outbox_size() == 2
+    events = [
+        START,
+        Stamped(SessionKeptAlive(SESSION, 220, 100), "v1", 3),
+        Stamped(SessionEnded(SESSION, 250, 220, EndReason.SOURCE_LOST), "v1", 3),
+    ]
+    store.commit([], [], events)
+    assert [row.event for row in store.journal_batch(0, 10)] == [e.event for e in events]
+    assert [row.seq for row in store.journal_batch(1, 10, upto=2)] == [2]
+    history = sqlite3.connect(tmp_path / "a.db").execute("SELECT * FROM history").fetchall()
+    assert history == [
+        (1, "main", "/live", 3, "v1", 100, 250, 150, "source_lost", "VLC", "", "utm_source=a")
+    ]
+    assert store.prune_history(251) == 1
+
+
+def test_parked_events_and_dead_letters_keep_the_event(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    store.commit([], [], [START] * 4)
+    rows = store.journal_batch(0, 10)
+    store.park([(rows[1], 2), (rows[2], 2)])
+    store.dead_letter([rows[3]], "HTTP 400: bad")
+    store.prepare_cursors([MATOMO], drop_others=True)
+    store.advance(MATOMO, 4)
+    assert store.parked_sites() == {2: 2}
+    assert store.matomo_pending() == 2  # parked events are not delivered yet
     (dead,) = store.dead_letters()
-    assert (dead.payload, dead.reason) == ("?n=1", "HTTP 400: bad")
-
-
-def test_parked_requests_wait_outside_the_outbox_and_come_back_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    store = Store.open(path)
-    store.commit([], [], [f"?idsite={1 + n % 2}&n={n}" for n in range(6)])
-    rows = store.outbox_batch(4)
-    store.park([(row, 2) for row in rows if "idsite=2" in row.payload])
-    assert [r.payload for r in store.outbox_batch(10)] == [
-        "?idsite=1&n=0",
-        "?idsite=1&n=2",
-        "?idsite=1&n=4",
-        "?idsite=2&n=5",
-    ]
-    assert store.parked_sites() == {2: 2}
-    # Parked requests count as not yet delivered, for the outbox limit too.
-    assert store.outbox_size() == 6
-    assert store.outbox_span() >= 6
-    store.acknowledge([r.id for r in store.outbox_batch(10) if "idsite=1" in r.payload])
+    assert (dead.row, dead.reason) == (rows[3], "HTTP 400: bad")
     store.close()
-
-    store = Store.open(path)  # parked requests are durable
-    assert store.parked_sites() == {2: 2}
+    store = Store.open(path)  # durable
+    assert store.matomo_batch(10) == ([], False)
     assert store.release(2) == 2
-    assert store.parked_sites() == {}
-    # Back in the outbox ahead of the request queued for site 2 after them.
-    assert [r.payload for r in store.outbox_batch(10)] == [
-        "?idsite=2&n=1",
-        "?idsite=2&n=3",
-        "?idsite=2&n=5",
+    assert store.matomo_batch(10) == (rows[1:3], True)
+    store.unpark([2, 3])
+    assert store.matomo_pending() == 0
+    store.close()
+
+
+def test_forget_deletes_by_address_everywhere(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "a.db")
+    other = Session("main", "i1", "/live", "8", "198.51.100.7", "VLC", "", 100, 0)
+    end = SessionEnded(SESSION, 200, 100, EndReason.LEFT)
+    store.commit([SessionOpened(SESSION)], [], [START, Stamped(end, "v1", 3)])
+    store.commit([], [], [Stamped(SessionStarted(other), "v2", 3)])
+    rows = store.journal_batch(0, 10)
+    store.park([(rows[0], 2)])
+    store.dead_letter([rows[1]], "refused")
+    store.queue_requests(["?idsite=2&cid=v3&cip=10.0.0.1", "?idsite=2&cip=198.51.100.8"])
+    forgotten = store.forget(address=lambda ip: ip == "10.0.0.1", notice=lambda _: False)
+    assert (forgotten.sessions, forgotten.events, forgotten.dead_letters) == (1, 4, 1)
+    assert forgotten.history == 1
+    assert [row.visitor_id or row.payload for row in store.journal_batch(0, 10)] == [
+        "v2",
+        "?idsite=2&cip=198.51.100.8",
     ]
-    store.commit([], [], ["?idsite=2&n=6"])
-    assert store.outbox_batch(10)[-1].payload == "?idsite=2&n=6"  # ids are never reused
-
-
-def test_forget_deletes_parked_requests_too(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    store = Store.open(path)
-    store.commit([], [], ["?idsite=2&cip=203.0.113.9", "?idsite=2&cip=198.51.100.7"])
-    store.park([(row, 2) for row in store.outbox_batch(10)])
-    store.close()
-    store = Store.open_exclusive(path)
-    forgotten = store.forget(
-        session_ip=lambda ip: False,
-        request=lambda payload: "203.0.113.9" in payload,
-        notice=lambda payload: False,
-    )
-    assert forgotten.outbox == 1
-    assert store.parked_sites() == {2: 1}
-    store.close()
-
-
-def test_a_state_file_of_schema_2_gets_the_parked_table(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    Store.open(path).close()
-    db = sqlite3.connect(path)
-    db.executescript("DROP TABLE parked; UPDATE meta SET value='2' WHERE key='schema_version';")
-    db.close()
-    store = Store.open(path)
     assert store.parked_sites() == {}
     store.close()
-    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
-    assert version.fetchone() == (str(SCHEMA_VERSION),)
 
 
 def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -211,7 +223,7 @@ def test_inbox_writes_alone_wait_for_the_disk(
     store.append_inbox('{"type": "joined"}')
     inbox = statements[:]
     statements.clear()
-    store.commit([SessionOpened(SESSION)], [], ["?a=1"])
+    store.commit([SessionOpened(SESSION)], [], [START])
     committed = statements[:]
     level = connection.execute("PRAGMA synchronous").fetchone()
     store.close()
@@ -230,30 +242,31 @@ def test_an_import_is_queued_in_chunks_and_an_interrupted_one_goes_on_where_it_s
     tmp_path: Path,
 ) -> None:
     store = Store.open(tmp_path / "a.db")
-    requests = [f"?n={i}" for i in range(10)]
+    requests = [Stamped(SessionKeptAlive(SESSION, 100 + i, 100), f"v{i}") for i in range(10)]
     assert store.import_progress("k") == 0
-    # the third chunk fails (a payload SQLite refuses): two chunks of four stay queued, as a
+    # the third chunk fails (an event SQLite refuses): two chunks of four stay queued, as a
     # crash between two transactions would leave them
-    broken: list[str] = [*requests[:8], None]  # type: ignore[list-item]
+    bad = Stamped(SessionKeptAlive(SESSION, 110, 100), None)  # type: ignore[arg-type]
     with pytest.raises(StoreError):
-        store.commit_import("k", "main", "log", 3, broken, chunk=4)
+        store.commit_import("k", "main", "log", 3, [*requests[:8], bad], chunk=4)
     assert store.import_progress("k") == 8
-    assert store.outbox_count(1, 100) == 8
+    assert store.journal_count(0, 100) == 8
     store.commit_import("k", "main", "log", 3, requests, done=8, chunk=4)
     assert store.import_progress("k") is None
-    assert [row.payload for row in store.outbox_batch(100)] == requests
-    assert store.outbox_last_id() == 10
-    assert [row.id for row in store.outbox_batch(100, upto=3)] == [1, 2, 3]
+    assert [row.visitor_id for row in store.journal_batch(0, 100)] == [
+        r.visitor_id for r in requests
+    ]
+    assert store.last_seq() == 10
 
 
 def test_two_imports_of_one_file_at_once_queue_it_once(tmp_path: Path) -> None:
     first, second = Store.open(tmp_path / "a.db"), Store.open(tmp_path / "a.db")
-    requests = [f"?n={i}" for i in range(6)]
+    requests = [START] * 6
     assert first.import_progress("k") == second.import_progress("k") == 0
     first.commit_import("k", "main", "log", 3, requests, chunk=4)
     with pytest.raises(StoreError, match="another `audimeter import` of the same content"):
         second.commit_import("k", "main", "log", 3, requests, chunk=4)
-    assert second.outbox_count(1, 100) == 6
+    assert second.journal_count(0, 100) == 6
 
 
 def test_one_sender_at_a_time(tmp_path: Path) -> None:

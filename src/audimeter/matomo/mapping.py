@@ -35,30 +35,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, parse_qsl, urlencode
+from urllib.parse import parse_qs, quote_plus
 
+from audimeter.campaigns import campaign_of
 from audimeter.config import Config, MatomoConfig
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
 
 DIMENSION_MAX = 250  # Matomo cuts custom dimension values there
-CAMPAIGN_PARAMETERS = frozenset(
-    [f"utm_{name}" for name in ("campaign", "term", "source", "medium", "content", "id")]
-    + [
-        f"{prefix}_{name}"
-        for prefix in ("mtm", "pk", "matomo", "piwik")
-        for name in (
-            *("campaign", "cpn", "kwd", "keyword", "source", "medium"),
-            *("content", "cid", "group", "placement"),
-        )
-    ]
-)
-"""Query parameters Matomo reads a campaign from: its own and Google's names (core reads the
-name and keyword; the MarketingCampaignsReporting plugin also source, medium, content, id,
-group and placement)."""
-
 EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
 END_ACTION = "end"
+
+_UNIQUE = frozenset({"cid", "cip", "cdt", "e_v"})
+"""Request parameters whose values rarely repeat (`query_string` does not remember them)."""
 
 SaltSource = Callable[[int], str]
 """The visitor-id salt for a session that started at the given unix time."""
@@ -103,6 +92,7 @@ class RequestMapper:
         # Sessions kept from a source since removed from the configuration still get their
         # keep-alives and end; events need no URL, and starts only come from polled sources.
         self._fallback = SiteMapping(default_site_id, "")
+        self._quoted: dict[tuple[str, str], str] = {}
 
     def _site(self, session: Session) -> SiteMapping:
         return self._sites.get(session.source, self._fallback)
@@ -110,15 +100,19 @@ class RequestMapper:
     def title(self, session: Session) -> str:
         return self._site(session).title.format(source=session.source, mount=session.mount)
 
-    def params(self, event: Event) -> dict[str, str]:
-        """The tracking request parameters for one session event."""
+    def site_id(self, session: Session) -> int:
+        return self._site(session).site_for(session.mount)
+
+    def params(self, event: Event, visitor: str | None = None) -> dict[str, str]:
+        """The tracking request parameters for one session event; `visitor` is its visitor id
+        when it is known already (journaled), else it is computed with the salt."""
         session = event.session
         site = self._site(session)
         params = {
             "idsite": str(site.site_for(session.mount)),
             "rec": "1",
             "apiv": "1",
-            "cid": visitor_id(self._salt, session),
+            "cid": visitor_id(self._salt, session) if visitor is None else visitor,
         }
         if session.ip:
             params["cip"] = session.ip
@@ -136,21 +130,33 @@ class RequestMapper:
             params["cdt"] = str(session.started_at)
             if session.referrer:
                 params["urlref"] = session.referrer
-            campaign = [
-                (name, value)
-                for name, value in parse_qsl(session.query)
-                if name.lower() in CAMPAIGN_PARAMETERS
-            ]
+            campaign = campaign_of(session.query)
             if campaign and "url" in params:
-                params["url"] += "?" + urlencode(campaign)
+                params["url"] += "?" + campaign
         elif isinstance(event, SessionKeptAlive):
             params.update(self._event(KEEPALIVE_ACTION, session, event.at, event.previous_at))
         elif isinstance(event, SessionEnded):
             params.update(self._event(END_ACTION, session, event.at, event.previous_at))
         return params
 
-    def query_string(self, event: Event) -> str:
-        return "?" + urlencode(self.params(event))
+    def query_string(self, event: Event, visitor: str | None = None) -> str:
+        """`"?" + urlencode(params)`, with the quoting of the values that repeat (site, URLs,
+        titles, players, ...) remembered: `urlencode` would cost most of the mapping. Values
+        of one listener or moment (visitor, address, times) are quoted each time, so that the
+        memory stays that of the few repeating values."""
+        pairs = self._quoted
+        if len(pairs) > 100_000:
+            pairs.clear()
+        parts = []
+        for key, value in self.params(event, visitor).items():
+            if key in _UNIQUE:
+                parts.append(key + "=" + quote_plus(value, safe=""))
+                continue
+            text = pairs.get((key, value))
+            if text is None:
+                text = pairs[key, value] = key + "=" + quote_plus(value, safe="")
+            parts.append(text)
+        return "?" + "&".join(parts)
 
     def _event(self, action: str, session: Session, at: int, previous_at: int) -> dict[str, str]:
         return {

@@ -1,10 +1,12 @@
-"""The Matomo sink: drains the outbox to Matomo's bulk tracking API.
+"""The Matomo output: sends the journal's events to Matomo's bulk tracking API.
 
-One batch is in flight at a time and batches leave in outbox order, so one visitor's requests reach
+Each event is mapped to its tracking request when it is sent, with the configuration of the
+process that sends it (`RequestMapper`), and with the visitor id it was journaled with. One batch
+is in flight at a time and batches leave in journal order, so one visitor's requests reach
 Matomo in time order. That holds across processes too: a sink holds the state file's `SendLock`
-from reading a batch until it is deleted, so `audimeter run` and `audimeter import` on one state
-file take turns and never send the same request. A batch is deleted from the outbox only after
-Matomo answered for it:
+from reading a batch until its cursor (`matomo`) has moved past it, so `audimeter run` and
+`audimeter import` on one state file take turns and never send the same request. The cursor
+moves only after Matomo answered for the batch:
 
 * 200 with no invalid request: acknowledged.
 * 200 with invalid requests: Matomo tracked the others (measured on Matomo 5.0.2) and names the
@@ -12,12 +14,13 @@ Matomo answered for it:
   sites the token may track to (`audimeter.matomo.access`). Requests for a site it may not (access
   removed, site deleted) are *parked*: kept in the state file, with every later request for that
   site, while the other sites' requests keep flowing; the access is asked again on a backoff up
-  to once a minute, and once the site takes the token again its requests go back to the outbox,
-  in their order. Invalid requests for a site the token may write are bad in themselves and go
-  to the dead-letter table; when Matomo did not name them in a batch it tracked in part, the
-  rest of that batch goes there, marked as such. When the API
-  cannot tell (unreachable, token refused), a batch refused whole is retried with backoff, and
-  the invalid requests of one tracked in part go to the dead-letter table.
+  to once a minute, and once the site takes the token again its parked events are sent, in
+  their order, before any later event of the journal. Invalid requests for a site the token may
+  write are bad in themselves and go to the dead-letter table (the event with Matomo's
+  reason); when Matomo did not name them in a batch it tracked in part, the rest of that batch
+  goes there, marked as such. When the API cannot tell (unreachable, token refused), a batch
+  refused whole is retried with backoff, and the invalid requests of one tracked in part go to
+  the dead-letter table.
 * 401 or 403: the token is wrong for all of them, so the batch stays and is retried, with an
   error in the log, until the configuration is fixed.
 * another 4xx: Matomo rolled the batch back; it is split to find the requests it refuses, and a
@@ -42,13 +45,14 @@ import httpx
 from audimeter.config import MatomoConfig
 from audimeter.matomo.access import SiteAccess
 from audimeter.matomo.api import MatomoApi, MatomoApiError
-from audimeter.store import OutboxRow, Store
+from audimeter.matomo.mapping import RequestMapper
+from audimeter.outputs.base import acquire
+from audimeter.store import MATOMO, JournalRow, Store
 
 log = logging.getLogger(__name__)
 
 LOCK_PATIENCE = 1.0
 """Seconds `flush_once` waits for another process's batch before it lets its caller look again."""
-_LOCK_POLL = 0.05
 OUTBOX_RECHECK = 5.0
 """Seconds an idle sink waits before it looks at the outbox again: another process (an import
 that could not deliver everything) may have left requests in it."""
@@ -94,8 +98,15 @@ class MatomoSink:
         backoff: Backoff | None = None,
         refused_retry: Backoff = REFUSED_SITE_RETRY,
         clock: Callable[[], float] = time.monotonic,
+        mapper: RequestMapper | None = None,
+        limit: int | None = None,
     ) -> None:
-        """Without `api_url`, refusals cannot be told apart: nothing is parked."""
+        """Without `api_url`, refusals cannot be told apart: nothing is parked. `mapper` maps
+        the events (a journal of ready-made requests only needs none); `limit`: the backlog
+        at which keep-alives are skipped for Matomo (`matomo.outbox_limit`)."""
+        self.name = MATOMO
+        self.limit = limit
+        self._mapper = mapper
         self._store = store
         self._client = client
         self._url = tracking_url
@@ -117,6 +128,10 @@ class MatomoSink:
         self._checks = 0
         self._next_check = clock()  # parked sites left by an earlier run: asked at once
         self._api_failing = False
+        self._released = False
+        """Whether the batch being sent is of released parked events, not of the journal."""
+        self._batch_end = 0
+        """The seq of the last event of the batch read (events parked unsent included)."""
 
     @classmethod
     def from_config(
@@ -124,6 +139,7 @@ class MatomoSink:
         store: Store,
         client: httpx.AsyncClient,
         matomo: MatomoConfig,
+        mapper: RequestMapper,
         backoff: Backoff | None = None,
     ) -> MatomoSink:
         return cls(
@@ -134,23 +150,28 @@ class MatomoSink:
             batch_size=matomo.batch_size,
             api_url=matomo.api_url,
             backoff=backoff,
+            mapper=mapper,
+            limit=matomo.outbox_limit,
         )
 
     def notify(self) -> None:
-        """New rows are in the outbox."""
+        """New events are in the journal."""
         self._wakeup.set()
 
+    def backlog(self) -> int:
+        return self._store.matomo_backlog()
+
     async def run(self) -> None:
-        """Deliver forever; cancel to stop (a batch in flight then stays in the outbox)."""
+        """Deliver forever; cancel to stop (a batch in flight is then sent again next time)."""
         while True:
             if not await self.flush_once():
                 self._wakeup.clear()
-                if not self._store.outbox_batch(1):
+                if not self._store.matomo_batch(1)[0]:
                     await self._sleep_until_work()
 
     async def _sleep_until_work(self) -> None:
-        """Until new rows arrive, it is time to ask again about parked sites, or `OUTBOX_RECHECK`
-        passed: an import beside this process may have left requests it could not deliver."""
+        """Until new events arrive, it is time to ask again about parked sites, or
+        `OUTBOX_RECHECK` passed: an import beside this process may have journaled events."""
         wait = OUTBOX_RECHECK
         if self._parked:
             wait = min(wait, max(0.0, self._next_check - self._clock()))
@@ -158,18 +179,15 @@ class MatomoSink:
             await asyncio.wait_for(self._wakeup.wait(), wait)
 
     async def flush_once(self, upto: int | None = None) -> bool:
-        """Send one batch (of requests with ids up to `upto`, when given); False when nothing can
-        be sent (the outbox is empty, or holds only requests of refused sites). Sleeps the
-        backoff after a failure. True without sending when another process kept the send lock
-        for `LOCK_PATIENCE` seconds: it is sending from the same outbox."""
+        """Send one batch (of events with seqs up to `upto`, when given); False when nothing can
+        be sent (no event left, or only events of refused sites). Sleeps the backoff after a
+        failure. True without sending when another process kept the send lock for
+        `LOCK_PATIENCE` seconds: it is sending from the same journal."""
         if self._parked and self._clock() >= self._next_check:
             await self._check_parked()
         lock = self._store.send_lock
-        deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE
-        while not lock.try_acquire():
-            if asyncio.get_running_loop().time() >= deadline:
-                return True
-            await asyncio.sleep(_LOCK_POLL)
+        if not await acquire(lock, LOCK_PATIENCE):
+            return True
         try:
             rows = self._sendable_batch(upto)
             if not rows:
@@ -177,6 +195,7 @@ class MatomoSink:
             failed: _Retry | None = None
             try:
                 await self._deliver(rows)
+                self._advance(self._batch_end)
             except _Retry as exc:
                 failed = exc
         finally:
@@ -196,30 +215,39 @@ class MatomoSink:
         return True
 
     async def drain(self, seconds: float) -> None:
-        """Deliver what is in the outbox, giving up quietly after `seconds`."""
+        """Deliver what is journaled, giving up quietly after `seconds`."""
         try:
             async with asyncio.timeout(seconds):
                 while await self.flush_once():
                     pass
         except TimeoutError:
             pass
-        left = self._store.outbox_size()
+        left = self._store.matomo_pending()
         if left:
-            log.info("matomo: %d requests left in the outbox for next time", left)
+            log.info("matomo: %d events left in the state file for next time", left)
 
-    def _sendable_batch(self, upto: int | None) -> list[OutboxRow]:
-        """The next batch of the outbox, after parking the requests of refused sites in it."""
+    def _sendable_batch(self, upto: int | None) -> list[JournalRow]:
+        """The next batch, after parking the events of refused sites in it (a batch of only
+        such events moves the cursor past them at once)."""
         while True:
-            rows = self._store.outbox_batch(self._batch_size, upto)
-            held = [(row, site) for row in rows if (site := site_of(row)) in self._parked]
+            rows, self._released = self._store.matomo_batch(self._batch_size, upto)
+            if rows:
+                self._batch_end = rows[-1].seq
+            held = [(row, site) for row in rows if (site := self.site_of(row)) in self._parked]
             if not held:
                 return rows
             self._park(held)
             if len(held) < len(rows):
-                held_ids = {row.id for row, _ in held}
-                return [row for row in rows if row.id not in held_ids]
+                held_ids = {row.seq for row, _ in held}
+                return [row for row in rows if row.seq not in held_ids]
+            self._advance(self._batch_end)
 
-    async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
+    def _advance(self, seq: int) -> None:
+        """Every event up to `seq` is settled (taken, parked or refused): move past it."""
+        if not self._released:
+            self._store.advance(MATOMO, seq)
+
+    async def _deliver(self, rows: Sequence[JournalRow]) -> None:
         sent_at = self._clock()
         status, answer = await self._post(rows)
         if status == 200 and answer.get("status") == "success":
@@ -239,19 +267,20 @@ class MatomoSink:
             return
         raise _Retry(f"Matomo answered HTTP {status} ({_reason(answer)})")
 
-    async def _split(self, rows: Sequence[OutboxRow]) -> None:
+    async def _split(self, rows: Sequence[JournalRow]) -> None:
         half = len(rows) // 2
         await self._deliver(rows[:half])
+        self._advance(rows[half - 1].seq)
         await self._deliver(rows[half:])
 
     async def _sort_invalid(
-        self, rows: Sequence[OutboxRow], invalid: int, answer: dict[str, object], sent_at: float
+        self, rows: Sequence[JournalRow], invalid: int, answer: dict[str, object], sent_at: float
     ) -> None:
         """Tell requests refused for their site from requests bad in themselves, and settle
         each kind; Matomo tracked the rest."""
         whole = invalid >= len(rows)  # nothing of the batch was tracked
         indices = _indices(answer, len(rows))
-        named = None if indices is None else {rows[i].id for i in indices}
+        named = None if indices is None else {rows[i].seq for i in indices}
         try:
             writable = await self._writable(sent_at)
         except MatomoApiError as exc:
@@ -264,15 +293,15 @@ class MatomoSink:
             log.warning("matomo: cannot ask which sites token_auth may track to (%s)", cause)
             self._settle(rows, named, invalid)
             return
-        suspects = list(rows) if named is None else [row for row in rows if row.id in named]
+        suspects = list(rows) if named is None else [row for row in rows if row.seq in named]
         refused = [
             (row, site)
             for row in suspects
-            if (site := site_of(row)) is not None and site not in writable
+            if (site := self.site_of(row)) is not None and site not in writable
         ]
         self._park(refused)
-        refused_ids = {row.id for row, _ in refused}
-        rest = [row for row in rows if row.id not in refused_ids]
+        refused_ids = {row.seq for row, _ in refused}
+        rest = [row for row in rows if row.seq not in refused_ids]
         if named is None and len(refused) >= invalid:
             self._acknowledge(rest)
         elif named is None and whole:  # the requests left are bad in themselves
@@ -280,13 +309,13 @@ class MatomoSink:
         else:
             self._settle(rest, named, invalid - len(refused))
 
-    def _settle(self, rows: Sequence[OutboxRow], named: set[int] | None, invalid: int) -> None:
+    def _settle(self, rows: Sequence[JournalRow], named: set[int] | None, invalid: int) -> None:
         """`invalid` of `rows` are bad in themselves: those Matomo named (`named`, ids) go to
         the dead-letter table and the rest is acknowledged; without names, all of them go
         there, marked as such."""
         if named is not None:
-            self._dead_letter([row for row in rows if row.id in named], _INVALID)
-            self._acknowledge([row for row in rows if row.id not in named])
+            self._dead_letter([row for row in rows if row.seq in named], _INVALID)
+            self._acknowledge([row for row in rows if row.seq not in named])
             return
         self._dead_letter(
             rows,
@@ -323,7 +352,7 @@ class MatomoSink:
                 self._parked.discard(site)
                 self._announced.discard(site)
                 log.info(
-                    "matomo site %d takes the token again: %d kept request(s) are being sent",
+                    "matomo site %d takes the token again: %d kept event(s) are being sent",
                     site,
                     sent,
                 )
@@ -332,7 +361,7 @@ class MatomoSink:
         if not self._parked:
             self._checks = 0
 
-    def _park(self, rows: Sequence[tuple[OutboxRow, int]]) -> None:
+    def _park(self, rows: Sequence[tuple[JournalRow, int]]) -> None:
         if not rows:
             return
         self._store.park(rows)
@@ -358,11 +387,12 @@ class MatomoSink:
             kept,
         )
 
-    def _acknowledge(self, rows: Sequence[OutboxRow]) -> None:
-        self._store.acknowledge([row.id for row in rows])
+    def _acknowledge(self, rows: Sequence[JournalRow]) -> None:
+        if self._released:
+            self._store.unpark([row.seq for row in rows])
         self.stats.sent += len(rows)
 
-    def _dead_letter(self, rows: Sequence[OutboxRow], reason: str) -> None:
+    def _dead_letter(self, rows: Sequence[JournalRow], reason: str) -> None:
         if not rows:
             return
         self._store.dead_letter(rows, reason)
@@ -373,13 +403,31 @@ class MatomoSink:
             reason,
         )
 
+    def _request(self, row: JournalRow) -> str:
+        if row.event is None:
+            return row.payload or ""
+        if self._mapper is None:
+            raise TypeError("a MatomoSink without a mapper cannot send journaled events")
+        return self._mapper.query_string(row.event, row.visitor_id)
+
+    def site_of(self, row: JournalRow) -> int | None:
+        """The site an event is for, with the current configuration (a ready-made request's
+        `idsite`), or None when it names none."""
+        if row.event is not None and self._mapper is not None:
+            return self._mapper.site_id(row.event.session)
+        payload = row.payload or ""
+        values = parse_qs(payload.partition("?")[2] or payload).get("idsite")
+        if not values or not values[0].isdigit():
+            return None
+        return int(values[0])
+
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
-    async def _post(self, rows: Sequence[OutboxRow]) -> tuple[int, dict[str, object]]:
+    async def _post(self, rows: Sequence[JournalRow]) -> tuple[int, dict[str, object]]:
         # The token goes in the body only, never in a URL that could end up in a log.
         body = json.dumps(
-            {"requests": [row.payload for row in rows], "token_auth": self._token},
+            {"requests": [self._request(row) for row in rows], "token_auth": self._token},
             separators=(",", ":"),
         )
         try:
@@ -401,14 +449,6 @@ class MatomoSink:
                 f"Matomo answered 200 without the bulk tracking JSON; is {self._url} Matomo?"
             )
         return response.status_code, answer
-
-
-def site_of(row: OutboxRow) -> int | None:
-    """The site a request is for (its `idsite`), or None when it names none."""
-    values = parse_qs(row.payload.partition("?")[2] or row.payload).get("idsite")
-    if not values or not values[0].isdigit():
-        return None
-    return int(values[0])
 
 
 def _indices(answer: dict[str, object], size: int) -> list[int] | None:

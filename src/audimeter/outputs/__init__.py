@@ -1,0 +1,1 @@
+"""The outputs of the session journal: each reads it from its own cursor (see `base`)."""
