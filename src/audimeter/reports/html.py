@@ -17,7 +17,7 @@ background:#f5f6f8}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .sub{color:#5b6475;margin:0 0 18px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:10px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(115px,1fr));gap:10px}
 .card{background:#fff;border-radius:8px;padding:10px 14px;box-shadow:0 1px 2px #0001}
 .card b{display:block;font-size:22px}.card span{color:#5b6475;font-size:13px}
 figure{background:#fff;border-radius:8px;margin:0;padding:12px;box-shadow:0 1px 2px #0001}
@@ -40,7 +40,7 @@ def _nice(top: float) -> float:
     if top <= 0:
         return 1.0
     step = 10 ** np.floor(np.log10(top))
-    for factor in (1, 2, 2.5, 5, 10):
+    for factor in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if factor * step >= top:
             return float(factor * step)
     return float(10 * step)
@@ -144,7 +144,7 @@ def _heatmap(report: Report) -> str:
 def _durations_chart(report: Report) -> str:
     names = [name for name, _ in buckets(report.min_session)]
     counts = [report.totals.durations[n] for n in names]
-    width, height, top, bottom = 640, 220, 18, 26
+    width, height, top, bottom = 1000, 200, 20, 26
     ymax = _nice(max(counts, default=0))
     slot = width / len(names)
     parts = [
@@ -199,8 +199,8 @@ def to_html(report: Report) -> str:
     period = f"{grid.first.isoformat()} to {grid.last.isoformat()}"
     cards = (
         ("sessions", _number(totals.sessions)),
-        ("cume (listeners)", _number(totals.cume)),
-        ("TLH (listening hours)", _number(totals.tlh, 1)),
+        ("cume", _number(totals.cume)),
+        ("TLH (hours)", _number(totals.tlh, 1)),
         ("AQH", _number(totals.aqh, 2)),
         ("ATSL", duration(totals.atsl)),
         ("TSL", duration(totals.tsl)),
