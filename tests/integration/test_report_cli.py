@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_report import HISTORY_SCHEMA
+from tests.support.history import write_config, write_history
 
 DAY = 86400
 
@@ -32,29 +32,17 @@ HISTORY = [
 ]
 
 
-def write_history(path: Path, rows: list[tuple[str, str, int, str, int, int]]) -> None:
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(HISTORY_SCHEMA)
-    with db:
-        db.executemany(
-            "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, 'gone', 'VLC/3.0.20', '')",
-            [(src, m, site, v, s, s + n, n) for src, m, site, v, s, n in rows],
-        )
-    db.close()
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    write_history(tmp_path / "state.db", HISTORY)
-    path = tmp_path / "audimeter.toml"
-    path.write_text(
-        f'[state]\npath = "{tmp_path / "state.db"}"\n\n'
-        '[[sources]]\nname = "main"\nkind = "icecast"\nurl = "http://127.0.0.1:8000"\n'
-        'password = "hackme"\n'
+    state = tmp_path / "state.db"
+    write_history(
+        state,
+        [
+            (src, m, site, v, s, s + n, n, "gone", "VLC/3.0.20", "")
+            for src, m, site, v, s, n in HISTORY
+        ],
     )
-    path.chmod(0o600)
-    return path
+    return write_config(tmp_path, state)
 
 
 def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

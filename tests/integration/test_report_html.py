@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import ConsoleMessage, Request, sync_playwright
 
-from benchmarks.bench_report import station_history, write_config, write_history
+from tests.support.history import station_history, write_config, write_history
 
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's notes say: without the background-networking flags Chromium tries to reach
@@ -39,7 +39,6 @@ def html_report(tmp_path: Path) -> Path:
         state, station_history(date(2025, 3, 24), 7, 40_000, ZoneInfo("Europe/Berlin"), seed=7)
     )
     config = write_config(tmp_path, state)
-    config.chmod(0o600)
     out = tmp_path / "report.html"
     subprocess.run(
         [sys.executable, "-m", "audimeter", "report", "--config", str(config),
