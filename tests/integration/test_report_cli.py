@@ -198,3 +198,10 @@ def test_reads_while_another_process_writes(config: Path, tmp_path: Path) -> Non
     assert during.returncode == 0, during.stderr
     assert json.loads(during.stdout)["totals"]["sessions"] == 2
     assert json.loads(after.stdout)["totals"]["sessions"] == 3
+
+
+def test_unwritable_output_is_one_line(config: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "report.html"
+    result = report(config, "--format", "html", "--output", str(target))
+    assert result.returncode == 1
+    assert result.stderr == f"audimeter: cannot write {target}: No such file or directory\n"
