@@ -128,7 +128,7 @@ def test_csv_and_table(config: Path) -> None:
     table = report(config, "--by", "day").stdout
     total = next(line for line in table.splitlines() if line.strip().startswith("total"))
     assert total.split() == [
-        "total", "2", "3", "2.3", "h", "0.0", "0:46:40", "2", "1:10:00", "0.1", "1",
+        "total", "2", "3", "2.3", "h", "0.05", "0:46:40", "2", "1:10:00", "0.05", "1",
         "2024-05-01", "00:00", "1",
     ]  # fmt: skip
 
