@@ -6,17 +6,16 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from audimeter import __version__
-from audimeter.check import run_checks
 from audimeter.config import Config, ConfigError, exposure_warning, load_config
 from audimeter.logs import LogFormat, setup_logging
-from audimeter.runner import run
-from audimeter.store import StoreError
-from audimeter.webhook import WebhookError
 
 log = logging.getLogger("audimeter")
 
@@ -29,6 +28,10 @@ config_option = click.option(
     envvar="AUDIMETER_CONFIG",
     help="The TOML configuration file (or the environment variable AUDIMETER_CONFIG).",
 )
+
+
+# The commands import what they need when they run, so that each starts quickly (a report
+# should not pay for the HTTP clients of `run`).
 
 
 def _load(path: Path) -> Config:
@@ -76,6 +79,10 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
     Without a [matomo] table, session events are printed to stdout as JSON lines. On stop,
     open sessions stay in the state file and continue on the next start.
     """
+    from audimeter.runner import run
+    from audimeter.store import StoreError
+    from audimeter.webhook import WebhookError
+
     setup_logging(log_level, log_format)
     config = _load(config_path)
 
@@ -97,6 +104,8 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
 @config_option
 def check_command(config_path: Path) -> None:
     """Check every source and Matomo; one line per check, exit status 0 only if all pass."""
+    from audimeter.check import run_checks
+
     config = _load(config_path)
     results = asyncio.run(run_checks(config))
     for result in results:
@@ -137,6 +146,7 @@ def import_command(
     configuration or usage error.
     """
     from audimeter.importer import ImportUsageError, run_import
+    from audimeter.store import StoreError
 
     setup_logging("warning", "text")
     config = _load(config_path)
@@ -178,7 +188,7 @@ def forget_command(config_path: Path, address_text: str) -> None:
     """
     from audimeter.addresses import parse_address
     from audimeter.privacy import anonymize_address, forget
-    from audimeter.store import Store
+    from audimeter.store import Store, StoreError
 
     address = parse_address(address_text)
     if address is None:
@@ -216,3 +226,140 @@ def forget_command(config_path: Path, address_text: str) -> None:
         "filters.exclude_addresses keeps an address out for good"
     )
     click.echo(MATOMO_GDPR)
+
+
+BREAKDOWNS = (
+    *("day", "hour", "weekday", "daypart"),
+    *("mount", "source", "site", "player", "country", "title"),
+)
+NOT_RECORDED = {
+    "player": "the history records no player yet",
+    "country": "the history records no country yet",
+    "title": "no titles on air are recorded yet",
+}
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+@main.command("report")
+@config_option
+@click.option(
+    "--from",
+    "first",
+    required=True,
+    metavar="YYYY-MM-DD",
+    callback=_date,
+    help="First day of the period (from its local midnight).",
+)
+@click.option(
+    "--to",
+    "last",
+    required=True,
+    metavar="YYYY-MM-DD",
+    callback=_date,
+    help="Last day of the period (to its end, inclusive).",
+)
+@click.option("--source", "source_name", metavar="NAME", help="Only this source's sessions.")
+@click.option("--mount", metavar="MOUNT", help="Only this mount's sessions.")
+@click.option("--by", type=click.Choice(BREAKDOWNS), help="One row per slice of time or value.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="What to write.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write to FILE instead of stdout.",
+)
+@click.option(
+    "--timezone",
+    metavar="ZONE",
+    help="IANA time zone of the period, days and hours; [reports] timezone by default.",
+)
+def report_command(
+    config_path: Path,
+    first: date,
+    last: date,
+    source_name: str | None,
+    mount: str | None,
+    by: str | None,
+    output_format: str,
+    output: Path | None,
+    timezone: str | None,
+) -> None:
+    """Audience metrics (sessions, TLH, Cume, AQH, ...) of the finished sessions in a period.
+
+    Reads the history in the state file, also while `audimeter run` uses it. See the README's
+    "Audience reports" for what each number means. Exit status: 0 done, 1 the state file or
+    the output cannot be used, 2 a configuration or usage error.
+    """
+    from zoneinfo import ZoneInfo
+
+    from audimeter.config import check_timezone
+    from audimeter.reports.history import HistoryError, read_sessions
+    from audimeter.reports.html import to_html
+    from audimeter.reports.metrics import Report, collect, report
+    from audimeter.reports.periods import quarter_grid
+    from audimeter.reports.render import to_csv, to_json, to_table
+
+    config = _load(config_path)
+
+    def usage(message: str) -> NoReturn:
+        click.echo(f"audimeter: report: {message}", err=True)
+        sys.exit(2)
+
+    if last < first:
+        usage(f"--to {last} is before --from {first}")
+    if by in NOT_RECORDED:
+        usage(f"cannot break down --by {by}: {NOT_RECORDED[by]}")
+    try:
+        zone = ZoneInfo(check_timezone(timezone or config.reports.timezone))
+    except ValueError as exc:
+        usage(f"--timezone: {exc}")
+    if source_name is not None and source_name not in {s.name for s in config.sources}:
+        usage(f"--source {source_name!r} is not a source of {config_path}")
+    grid = quarter_grid(first, last, zone)
+    try:
+        rows = read_sessions(
+            config.state.path,
+            grid.start,
+            grid.end,
+            source=source_name,
+            mount=mount,
+            group=by if by in ("mount", "source", "site") else None,
+        )
+        result = report(
+            collect(rows),
+            grid,
+            min_session=config.reports.min_session,
+            by=by,
+            dayparts=config.reports.parsed_dayparts,
+        )
+    except HistoryError as exc:
+        click.echo(f"audimeter: {exc}", err=True)
+        sys.exit(1)
+    writers: dict[str, Callable[[Report], str]] = {
+        "table": to_table,
+        "csv": to_csv,
+        "json": to_json,
+        "html": to_html,
+    }
+    text = writers[output_format](result)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"audimeter: cannot write {output}: {exc.strerror or exc}", err=True)
+        sys.exit(1)

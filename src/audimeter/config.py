@@ -8,6 +8,7 @@ import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AnyHttpUrl,
@@ -20,6 +21,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from audimeter.reports.dayparts import DEFAULT_DAYPARTS, Daypart, parse_dayparts
 
 TOKEN_ENV = "AUDIMETER_MATOMO_TOKEN_AUTH"  # noqa: S105 (a variable name)
 
@@ -216,6 +219,43 @@ class HistoryConfig(_Model):
     """Days finished sessions are kept in the history."""
 
 
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone of the IANA database, e.g. UTC or Europe/Berlin"
+        ) from None
+    return name
+
+
+class ReportsConfig(_Model):
+    """`audimeter report`: the defaults of its period and what counts."""
+
+    timezone: str = "UTC"
+    """The zone of report periods, days, hours and dayparts (IANA name)."""
+    min_session: Annotated[int, Field(ge=1)] = 60
+    """Seconds a session must last to count in the metrics."""
+    dayparts: dict[str, str] = dict(DEFAULT_DAYPARTS)
+    """Name -> "Mon-Fri 06:00-10:00"; setting the table replaces the standard set."""
+
+    _timezone = field_validator("timezone")(check_timezone)
+
+    @field_validator("dayparts")
+    @classmethod
+    def _valid_dayparts(cls, dayparts: dict[str, str]) -> dict[str, str]:
+        for name, spec in dayparts.items():
+            try:
+                parse_dayparts({name: spec})
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+        return dayparts
+
+    @property
+    def parsed_dayparts(self) -> tuple[Daypart, ...]:
+        return parse_dayparts(self.dayparts)
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
@@ -224,6 +264,7 @@ class Config(_Model):
     filters: FiltersConfig = FiltersConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     webhook: WebhookConfig | None = None
+    reports: ReportsConfig = ReportsConfig()
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
     """Used when there is no [matomo] table; with one, matomo.keepalive_interval applies."""

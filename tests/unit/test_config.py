@@ -27,6 +27,22 @@ def test_minimal_config_has_sane_defaults() -> None:
     assert cfg.effective_keepalive == 120
 
 
+def test_report_defaults_and_dayparts() -> None:
+    reports = parse_config(config()).reports
+    assert (reports.timezone, reports.min_session) == ("UTC", 60)
+    assert [(p.name, sorted(p.days), p.start, p.end) for p in reports.parsed_dayparts] == [
+        ("Morning drive", [0, 1, 2, 3, 4], 360, 600),
+        ("Midday", [0, 1, 2, 3, 4], 600, 900),
+        ("Afternoon drive", [0, 1, 2, 3, 4], 900, 1140),
+        ("Evening", [0, 1, 2, 3, 4], 1140, 1440),
+        ("Weekend", [5, 6], 360, 1440),
+        ("Overnight", [0, 1, 2, 3, 4, 5, 6], 0, 360),
+    ]
+    mine = parse_config(config(reports={"dayparts": {"Breakfast": "Sat-Sun 07:00-10:30"}}))
+    (part,) = mine.reports.parsed_dayparts
+    assert (part.name, sorted(part.days), part.start, part.end) == ("Breakfast", [5, 6], 420, 630)
+
+
 def test_matomo_urls() -> None:
     cfg = parse_config(config(matomo=MATOMO))
     assert cfg.matomo is not None
@@ -74,6 +90,19 @@ ERRORS = {
         config(matomo={k: v for k, v in MATOMO.items() if k != "token_auth"}),
         f"matomo.token_auth: required but missing (set it in the file or in the environment "
         f"variable {TOKEN_ENV})",
+    ),
+    "report zone": (
+        config(reports={"timezone": "Europe/Atlantis"}),
+        "reports.timezone: 'Europe/Atlantis' is not a time zone of the IANA database",
+    ),
+    "report key": (config(reports={"min_sesion": 30}), "reports.min_sesion: not a known key"),
+    "report min_session": (
+        config(reports={"min_session": 0}),
+        "reports.min_session: Input should be greater than or equal to 1",
+    ),
+    "daypart": (
+        config(reports={"dayparts": {"Drive": "Mon-Fri 06:00-10:10"}}),
+        "reports.dayparts: 'Drive': 10:10 is not on a quarter hour",
     ),
 }
 

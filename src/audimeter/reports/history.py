@@ -1,0 +1,66 @@
+"""Reading finished sessions from the state file's `history` table, beside a running daemon."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from audimeter.reports.metrics import Row
+
+GROUP_COLUMNS = {"mount": "mount", "source": "source", "site": "site_id"}
+
+
+class HistoryError(Exception):
+    """The history cannot be read; the message says why and what to do."""
+
+
+def read_sessions(
+    path: Path,
+    start: int,
+    end: int,
+    *,
+    source: str | None = None,
+    mount: str | None = None,
+    group: str | None = None,
+    chunk: int = 65_536,
+) -> Iterator[list[Row]]:
+    """(started_at, seconds, visitor_id, group value) of the sessions overlapping [start, end)
+    or starting in it (short ones too), in lists of `chunk` rows (fewer Python steps per row).
+
+    Read-only: `audimeter run` may write meanwhile (WAL), and a writer holding the file briefly
+    is waited for (busy timeout).
+    """
+    if not path.exists():
+        raise HistoryError(f"there is no state file {path} (check [state] path)")
+    value = GROUP_COLUMNS[group] if group else "NULL"
+    where = ["started_at < ?", "ended_at >= ?"]
+    args: list[str | int] = [end, start]
+    if source is not None:
+        where.append("source = ?")
+        args.append(source)
+    if mount is not None:
+        where.append("mount = ?")
+        args.append(mount)
+    query = (
+        f"SELECT started_at, seconds, visitor_id, {value} FROM history "  # noqa: S608 (fixed names)
+        f"WHERE {' AND '.join(where)}"
+    )
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open the state file {path}: {exc}") from None
+    try:
+        # One statement reads one snapshot, however long it takes.
+        cursor = db.execute(query, args)
+        while block := cursor.fetchmany(chunk):
+            yield block
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            raise HistoryError(
+                f"{path} has no history of sessions yet: it is written by `audimeter run` and "
+                "`audimeter import` from this version on"
+            ) from None
+        raise HistoryError(f"cannot read the history in {path}: {exc}") from None
+    finally:
+        db.close()

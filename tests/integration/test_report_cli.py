@@ -1,0 +1,207 @@
+"""`audimeter report` on a state file with a history of sessions, as an operator runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.history import write_config, write_history
+
+DAY = 86400
+
+
+def at(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+# (source, mount, site, visitor, start, seconds); period 2024-05-01 and 2024-05-02, UTC.
+HISTORY = [
+    ("main", "/live", 1, "a", at("2024-05-01T23:50:00"), 1200),  # crosses midnight
+    ("main", "/live", 1, "a", at("2024-05-02T08:00:00"), 3600),  # returns
+    ("main", "/talk", 2, "b", at("2024-05-02T08:30:00"), 30),  # short
+    ("main", "/live", 1, "c", at("2024-04-30T23:00:00"), 7200),  # crosses the period's start
+    ("main", "/live", 1, "d", at("2024-05-03T00:00:00"), 600),  # after the period
+]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    state = tmp_path / "state.db"
+    write_history(
+        state,
+        [
+            (src, m, site, v, s, s + n, n, "gone", "VLC/3.0.20", "")
+            for src, m, site, v, s, n in HISTORY
+        ],
+    )
+    return write_config(tmp_path, state)
+
+
+def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "audimeter", "report", "--config", str(config),
+         "--from", "2024-05-01", "--to", "2024-05-02", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_json_by_day_is_exact(config: Path) -> None:
+    result = report(config, "--by", "day", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    document = json.loads(result.stdout)
+    buckets = dict.fromkeys(("1-5min", "5-10min", "10-30min", "30-60min", "1-2h", "2h+"), 0)
+    assert {k: document[k] for k in ("from", "to", "timezone", "min_session")} == {
+        "from": "2024-05-01", "to": "2024-05-02", "timezone": "UTC", "min_session": 60,
+    }  # fmt: skip
+    assert document["totals"] == {
+        "sessions": 2,
+        "active_sessions": 3,
+        "seconds": 8400,
+        "tlh": 8400 / 3600,
+        "aas": 8400 / (2 * DAY),
+        "atsl": 2800.0,
+        "cume": 2,
+        "tsl": 4200.0,
+        # c in the four quarter hours of 00:00-01:00, a in 23:45 and 00:00 (600 s each), a in
+        # the four of 08:00-09:00: ten listener-quarter-hours in 192.
+        "aqh": 10 / 192,
+        "peak": 1,
+        "peak_at": "2024-05-01T00:00:00+00:00",
+        "short_sessions": 1,
+        "durations": {**buckets, "10-30min": 1, "1-2h": 1},
+    }
+    first, second = document["rows"]
+    assert first["key"] == "2024-05-01"
+    assert (first["sessions"], first["active_sessions"], first["seconds"], first["cume"]) == (
+        1, 2, 4200, 2,
+    )  # fmt: skip
+    assert (first["aqh"], first["short_sessions"]) == (5 / 96, 0)
+    assert second["key"] == "2024-05-02"
+    assert (second["sessions"], second["active_sessions"], second["seconds"], second["cume"]) == (
+        1, 2, 4200, 1,
+    )  # fmt: skip
+    assert (second["peak"], second["peak_at"], second["short_sessions"]) == (
+        1, "2024-05-02T00:00:00+00:00", 1,
+    )  # fmt: skip
+
+
+def test_by_value_and_filters(config: Path) -> None:
+    by_mount = json.loads(report(config, "--by", "mount", "--format", "json").stdout)
+    assert [(r["key"], r["sessions"], r["short_sessions"]) for r in by_mount["rows"]] == [
+        ("/live", 2, 0),
+        ("/talk", 0, 1),
+    ]
+    by_site = json.loads(report(config, "--by", "site", "--format", "json").stdout)
+    assert [r["key"] for r in by_site["rows"]] == [1, 2]
+    talk = json.loads(report(config, "--mount", "/talk", "--format", "json").stdout)
+    assert (talk["totals"]["short_sessions"], talk["totals"]["cume"], talk["rows"]) == (1, 0, [])
+
+
+def test_time_zone_moves_the_period(config: Path) -> None:
+    # In New York (UTC-4) the period starts at 04:00 UTC: c's session is over by then.
+    document = json.loads(
+        report(config, "--timezone", "America/New_York", "--format", "json").stdout
+    )
+    assert document["timezone"] == "America/New_York"
+    assert document["totals"]["active_sessions"] == 3  # a twice, and d (20:00 on May 2 there)
+    assert document["totals"]["peak_at"] == "2024-05-01T19:50:00-04:00"
+
+
+def test_csv_and_table(config: Path) -> None:
+    rows = list(
+        csv.DictReader(io.StringIO(report(config, "--by", "day", "--format", "csv").stdout))
+    )
+    assert [(r["by"], r["key"], r["seconds"]) for r in rows] == [
+        ("total", "", "8400"), ("day", "2024-05-01", "4200"), ("day", "2024-05-02", "4200"),
+    ]  # fmt: skip
+    assert rows[0]["durations_10-30min"] == "1"
+    assert rows[0]["peak_at"] == "2024-05-01T00:00:00+00:00"
+    table = report(config, "--by", "day").stdout
+    total = next(line for line in table.splitlines() if line.strip().startswith("total"))
+    assert total.split() == [
+        "total", "2", "3", "2.3", "h", "0.05", "0:46:40", "2", "1:10:00", "0.05", "1",
+        "2024-05-01", "00:00", "1",
+    ]  # fmt: skip
+
+
+def test_output_file_and_html(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = report(config, "--by", "mount", "--format", "html", "--output", str(out))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") == 3
+    assert "/talk" in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "<script" not in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--by", "player"],
+            "report: cannot break down --by player: the history records no player",
+        ),
+        (["--by", "title"], "report: cannot break down --by title: no titles on air are recorded"),
+        (["--timezone", "Mars/Olympus"], "report: --timezone: 'Mars/Olympus' is not a time zone"),
+        (["--to", "2024-04-01"], "report: --to 2024-04-01 is before --from 2024-05-01"),
+        (["--source", "other"], "report: --source 'other' is not a source of"),
+    ],
+)
+def test_usage_errors_are_one_line(config: Path, args: list[str], message: str) -> None:
+    result = report(config, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+
+
+def test_state_file_problems_are_one_line(config: Path, tmp_path: Path) -> None:
+    text = config.read_text()
+    config.write_text(text.replace("state.db", "missing.db"))
+    missing = report(config)
+    assert missing.returncode == 1
+    assert (
+        missing.stderr == f"audimeter: there is no state file {tmp_path / 'missing.db'} "
+        "(check [state] path)\n"
+    )
+    sqlite3.connect(tmp_path / "old.db").execute("CREATE TABLE meta (key TEXT)").connection.close()
+    config.write_text(text.replace("state.db", "old.db"))
+    old = report(config)
+    assert old.returncode == 1
+    assert "has no history of sessions yet" in old.stderr
+    assert old.stderr.count("\n") == 1
+
+
+def test_reads_while_another_process_writes(config: Path, tmp_path: Path) -> None:
+    writer = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute(
+        "INSERT INTO history VALUES ('main', '/live', 1, 'e', ?, ?, 600, 'gone', '', '')",
+        (at("2024-05-01T12:00:00"), at("2024-05-01T12:10:00")),
+    )
+    during = report(config, "--format", "json")
+    writer.execute("COMMIT")
+    after = report(config, "--format", "json")
+    writer.close()
+    assert during.returncode == 0, during.stderr
+    assert json.loads(during.stdout)["totals"]["sessions"] == 2
+    assert json.loads(after.stdout)["totals"]["sessions"] == 3
+
+
+def test_unwritable_output_is_one_line(config: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "report.html"
+    result = report(config, "--format", "html", "--output", str(target))
+    assert result.returncode == 1
+    assert result.stderr == f"audimeter: cannot write {target}: No such file or directory\n"
