@@ -75,19 +75,21 @@ class FakeIcecastServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT) -> None:
         super().__init__(("127.0.0.1", 0), IcecastHandler)
+        self.per_mount = per_mount
+        self.total = mounts * per_mount
         self.rng = random.Random(seed)
         self.rng_lock = threading.Lock()
         self.ids = itertools.count(1)
         self.started = time.time()
         start = int(self.started)
         self.auth = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
-        self.mounts = {f"/m{m:02d}": FakeMount(f"/m{m:02d}") for m in range(1, MOUNTS + 1)}
-        mounts = list(self.mounts.values())
-        for index in range(LISTENERS):
-            connected_at = start - 1 - index * SPREAD // LISTENERS
-            mounts[index % MOUNTS].listeners.append(self.new_listener(connected_at))
+        self.mounts = {f"/m{m:02d}": FakeMount(f"/m{m:02d}") for m in range(1, mounts + 1)}
+        listed = list(self.mounts.values())
+        for index in range(self.total):
+            connected_at = start - 1 - index * SPREAD // self.total
+            listed[index % mounts].listeners.append(self.new_listener(connected_at))
         for mount in self.mounts.values():
             mount.listed_at = start
         self.stats_body = self.render_stats()
@@ -109,17 +111,17 @@ class FakeIcecastServer(ThreadingHTTPServer):
     def render_stats(self) -> bytes:
         parts = [
             '<?xml version="1.0"?>\n<icestats><admin>bench@localhost</admin>',
-            f"<host>127.0.0.1</host><listeners>{LISTENERS}</listeners><location>bench</location>",
+            f"<host>127.0.0.1</host><listeners>{self.total}</listeners><location>bench</location>",
             "<server_id>Icecast 2.4.4</server_id>",
             "<server_start>Thu, 26 Nov 2026 12:44:04 +0000</server_start>",
             f"<server_start_iso8601>{SERVER_START}</server_start_iso8601>",
-            f"<sources>{MOUNTS}</sources>",
+            f"<sources>{len(self.mounts)}</sources>",
         ]
         port = self.server_address[1]
         for name in self.mounts:
             parts.append(
-                f'<source mount="{name}"><genre>Various</genre><listener_peak>{PER_MOUNT}'
-                f"</listener_peak><listeners>{PER_MOUNT}</listeners>"
+                f'<source mount="{name}"><genre>Various</genre><listener_peak>{self.per_mount}'
+                f"</listener_peak><listeners>{self.per_mount}</listeners>"
                 f"<listenurl>http://127.0.0.1:{port}{name}</listenurl>"
                 "<max_listeners>unlimited</max_listeners><public>0</public>"
                 f"<server_name>Bench {name}</server_name><server_type>audio/mpeg</server_type>"
@@ -132,7 +134,7 @@ class FakeIcecastServer(ThreadingHTTPServer):
         now_float = time.time()
         now = int(now_float)
         with mount.lock:
-            due = int((now_float - self.started) * PER_MOUNT * CHURN_PER_MINUTE / 60)
+            due = int((now_float - self.started) * self.per_mount * CHURN_PER_MINUTE / 60)
             while mount.churned < due:
                 # One leaves, one arrives somewhere since this mount was last listed.
                 with self.rng_lock:
@@ -215,9 +217,11 @@ class IcecastHandler(BaseHTTPRequestHandler):
         self._answer(404, b"<html><body>404 - Not found</body></html>", "text/html")
 
 
-def serve_icecast(conn: Connection, seed: int) -> None:
+def serve_icecast(
+    conn: Connection, seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT
+) -> None:
     """Child process: serve until terminated; the port goes back through `conn`."""
-    server = FakeIcecastServer(seed)
+    server = FakeIcecastServer(seed, mounts, per_mount)
     conn.send(server.server_address[1])
     conn.close()
     server.serve_forever(poll_interval=0.5)
@@ -251,7 +255,8 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def write_config(directory: Path, icecast_port: int, matomo_port: int) -> Path:
+def write_config(directory: Path, icecast_port: int, matomo_port: int, extra: str = "") -> Path:
+    """The daemon's config; `extra` (TOML tables) goes before the source."""
     config = directory / "audimeter.toml"
     config.write_text(
         f"""\
@@ -264,7 +269,7 @@ site_id = 1
 token_auth = "{TOKEN}"
 keepalive_interval = {KEEPALIVE}
 visit_length = 1800
-
+{extra}
 [[sources]]
 name = "bench"
 kind = "icecast"
@@ -293,6 +298,21 @@ def sample(pid: int) -> Sample:
 def log_problems(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return [line for line in lines if " WARNING " in line or " ERROR " in line]
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, and how it ended."""
+    if daemon.poll() is not None:
+        return f"had exited with status {daemon.returncode}"
+    stopping = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        code: int | str = daemon.wait(30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+        code = "killed after 30 s"
+    return f"exit status {code} {time.monotonic() - stopping:.1f} s after SIGTERM"
 
 
 def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_url: str) -> None:
@@ -349,18 +369,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_
         icecast_after = icecast_counts(icecast_url)
         _, overall_peak = memory_mb(daemon.pid)
     finally:
-        if daemon.poll() is None:
-            stopping = time.monotonic()
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                code: int | str = daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-                code = "killed after 30 s"
-            stopped = f"exit status {code} {time.monotonic() - stopping:.1f} s after SIGTERM"
-        else:
-            stopped = f"had exited with status {daemon.returncode}"
+        stopped = stop_daemon(daemon)
 
     seconds = last.at - first.at
     cpu = (last.cpu - first.cpu) / seconds * 100
