@@ -22,9 +22,11 @@ ignored. So the receiver is on the listener's path, and its rules follow from th
   as the outcome. An event acknowledged to Icecast is therefore never lost by a crash of
   audimeter, and no network I/O happens in the handler.
 * The receiver answers from a thread and event loop of its own, writing through a connection of
-  its own (the state file is in WAL mode), so a poll of 100,000 listeners being parsed, a long
-  commit of the pipeline or an import in another process never holds an answer back: what it
-  waits for is its own short insert, and SQLite's write lock while another connection commits.
+  its own (the state file is in WAL mode), so no answer is queued behind the daemon's work (a
+  poll of 100,000 listeners parsed, a long commit of the pipeline). What an answer still waits
+  for: its own insert; SQLite's write lock while another connection (the daemon's, an import's)
+  commits; and the interpreter lock, which the daemon's Python code gives up only every few
+  milliseconds (benchmarks/bench_webhook.py measures all of it).
 * Requests without the configured HTTP Basic credentials get 401 and no accept header. Icecast
   sends credentials only when the mount has the `username` and `password` options; without them
   it forwards the *listener's* credentials, which audimeter refuses.
