@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import html
 import itertools
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -397,27 +399,38 @@ def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_
     print(f"{'PASS' if peak < RSS_TARGET_MB else 'FAIL'}: peak RSS {peak:.0f} MB (target < 300 MB)")
 
 
+@contextlib.contextmanager
+def servers(
+    seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT
+) -> Iterator[tuple[int, int]]:
+    """The fake Icecast and the recording Matomo, each in its own process: their ports."""
+    icecast, icecast_port = start_server(serve_icecast, seed, mounts, per_mount)
+    try:
+        matomo, matomo_port = start_server(serve_matomo, TOKEN)
+        try:
+            yield icecast_port, matomo_port
+        finally:
+            stop_server(matomo)
+    finally:
+        stop_server(icecast)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--warmup", type=float, default=25.0, help="seconds to skip at least")
     parser.add_argument("--window", type=float, default=80.0, help="seconds to measure")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
-    icecast, icecast_port = start_server(serve_icecast, args.seed)
-    try:
-        matomo, matomo_port = start_server(serve_matomo, TOKEN)
-        try:
-            with tempfile.TemporaryDirectory(prefix="audimeter-load-") as tmp:
-                measure(
-                    args,
-                    Path(tmp),
-                    f"http://127.0.0.1:{icecast_port}",
-                    f"http://127.0.0.1:{matomo_port}",
-                )
-        finally:
-            stop_server(matomo)
-    finally:
-        stop_server(icecast)
+    with (
+        servers(args.seed) as (icecast_port, matomo_port),
+        tempfile.TemporaryDirectory(prefix="audimeter-load-") as tmp,
+    ):
+        measure(
+            args,
+            Path(tmp),
+            f"http://127.0.0.1:{icecast_port}",
+            f"http://127.0.0.1:{matomo_port}",
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import httpx
 from bench_import import generate
-from bench_load import log_problems, serve_icecast, stop_daemon, write_config
-from bench_matomo_sink import TOKEN, matomo_tally, serve_matomo, start_server, stop_server
+from bench_load import log_problems, servers, stop_daemon, write_config
+from bench_matomo_sink import matomo_tally
 from bench_poll import USER_AGENTS, random_ip
 
 LISTENERS = 100_000
@@ -310,16 +310,11 @@ def main() -> None:
     parser.add_argument("--src", help="run audimeter from this source tree (its src/)")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
-    icecast, icecast_port = start_server(serve_icecast, args.seed, 1, LISTENERS)
-    try:
-        matomo, matomo_port = start_server(serve_matomo, TOKEN)
-        try:
-            with tempfile.TemporaryDirectory(prefix="audimeter-webhook-") as tmp:
-                measure(args, Path(tmp), icecast_port, matomo_port)
-        finally:
-            stop_server(matomo)
-    finally:
-        stop_server(icecast)
+    with (
+        servers(args.seed, 1, LISTENERS) as (icecast_port, matomo_port),
+        tempfile.TemporaryDirectory(prefix="audimeter-webhook-") as tmp,
+    ):
+        measure(args, Path(tmp), icecast_port, matomo_port)
 
 
 if __name__ == "__main__":
