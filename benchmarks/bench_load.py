@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import html
 import itertools
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -75,19 +77,21 @@ class FakeIcecastServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT) -> None:
         super().__init__(("127.0.0.1", 0), IcecastHandler)
+        self.per_mount = per_mount
+        self.total = mounts * per_mount
         self.rng = random.Random(seed)
         self.rng_lock = threading.Lock()
         self.ids = itertools.count(1)
         self.started = time.time()
         start = int(self.started)
         self.auth = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
-        self.mounts = {f"/m{m:02d}": FakeMount(f"/m{m:02d}") for m in range(1, MOUNTS + 1)}
-        mounts = list(self.mounts.values())
-        for index in range(LISTENERS):
-            connected_at = start - 1 - index * SPREAD // LISTENERS
-            mounts[index % MOUNTS].listeners.append(self.new_listener(connected_at))
+        self.mounts = {f"/m{m:02d}": FakeMount(f"/m{m:02d}") for m in range(1, mounts + 1)}
+        listed = list(self.mounts.values())
+        for index in range(self.total):
+            connected_at = start - 1 - index * SPREAD // self.total
+            listed[index % mounts].listeners.append(self.new_listener(connected_at))
         for mount in self.mounts.values():
             mount.listed_at = start
         self.stats_body = self.render_stats()
@@ -109,17 +113,17 @@ class FakeIcecastServer(ThreadingHTTPServer):
     def render_stats(self) -> bytes:
         parts = [
             '<?xml version="1.0"?>\n<icestats><admin>bench@localhost</admin>',
-            f"<host>127.0.0.1</host><listeners>{LISTENERS}</listeners><location>bench</location>",
+            f"<host>127.0.0.1</host><listeners>{self.total}</listeners><location>bench</location>",
             "<server_id>Icecast 2.4.4</server_id>",
             "<server_start>Thu, 26 Nov 2026 12:44:04 +0000</server_start>",
             f"<server_start_iso8601>{SERVER_START}</server_start_iso8601>",
-            f"<sources>{MOUNTS}</sources>",
+            f"<sources>{len(self.mounts)}</sources>",
         ]
         port = self.server_address[1]
         for name in self.mounts:
             parts.append(
-                f'<source mount="{name}"><genre>Various</genre><listener_peak>{PER_MOUNT}'
-                f"</listener_peak><listeners>{PER_MOUNT}</listeners>"
+                f'<source mount="{name}"><genre>Various</genre><listener_peak>{self.per_mount}'
+                f"</listener_peak><listeners>{self.per_mount}</listeners>"
                 f"<listenurl>http://127.0.0.1:{port}{name}</listenurl>"
                 "<max_listeners>unlimited</max_listeners><public>0</public>"
                 f"<server_name>Bench {name}</server_name><server_type>audio/mpeg</server_type>"
@@ -132,7 +136,7 @@ class FakeIcecastServer(ThreadingHTTPServer):
         now_float = time.time()
         now = int(now_float)
         with mount.lock:
-            due = int((now_float - self.started) * PER_MOUNT * CHURN_PER_MINUTE / 60)
+            due = int((now_float - self.started) * self.per_mount * CHURN_PER_MINUTE / 60)
             while mount.churned < due:
                 # One leaves, one arrives somewhere since this mount was last listed.
                 with self.rng_lock:
@@ -215,9 +219,11 @@ class IcecastHandler(BaseHTTPRequestHandler):
         self._answer(404, b"<html><body>404 - Not found</body></html>", "text/html")
 
 
-def serve_icecast(conn: Connection, seed: int) -> None:
+def serve_icecast(
+    conn: Connection, seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT
+) -> None:
     """Child process: serve until terminated; the port goes back through `conn`."""
-    server = FakeIcecastServer(seed)
+    server = FakeIcecastServer(seed, mounts, per_mount)
     conn.send(server.server_address[1])
     conn.close()
     server.serve_forever(poll_interval=0.5)
@@ -251,22 +257,21 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def write_config(directory: Path, icecast_port: int, matomo_port: int, jsonl: bool) -> Path:
+def write_config(directory: Path, icecast_port: int, matomo_port: int, extra: str = "") -> Path:
+    """The daemon's config; `extra` (TOML tables) goes before the source."""
     config = directory / "audimeter.toml"
-    lines = f'[jsonl]\npath = "{directory / "sessions.jsonl"}"\n' if jsonl else ""
     config.write_text(
         f"""\
 [state]
 path = "{directory / "state.db"}"
 
-{lines}
 [matomo]
 url = "http://127.0.0.1:{matomo_port}/"
 site_id = 1
 token_auth = "{TOKEN}"
 keepalive_interval = {KEEPALIVE}
 visit_length = 1800
-
+{extra}
 [[sources]]
 name = "bench"
 kind = "icecast"
@@ -297,12 +302,25 @@ def log_problems(path: Path) -> list[str]:
     return [line for line in lines if " WARNING " in line or " ERROR " in line]
 
 
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, and how it ended."""
+    if daemon.poll() is not None:
+        return f"had exited with status {daemon.returncode}"
+    stopping = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        code: int | str = daemon.wait(30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+        code = "killed after 30 s"
+    return f"exit status {code} {time.monotonic() - stopping:.1f} s after SIGTERM"
+
+
 def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_url: str) -> None:
+    jsonl = f'[jsonl]\npath = "{directory / "sessions.jsonl"}"\n' if args.jsonl else ""
     config = write_config(
-        directory,
-        int(icecast_url.rsplit(":", 1)[1]),
-        int(matomo_url.rsplit(":", 1)[1]),
-        args.jsonl,
+        directory, int(icecast_url.rsplit(":", 1)[1]), int(matomo_url.rsplit(":", 1)[1]), jsonl
     )
     log_path = directory / "audimeter.log"
     with log_path.open("wb") as log:
@@ -354,18 +372,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_
         icecast_after = icecast_counts(icecast_url)
         _, overall_peak = memory_mb(daemon.pid)
     finally:
-        if daemon.poll() is None:
-            stopping = time.monotonic()
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                code: int | str = daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-                code = "killed after 30 s"
-            stopped = f"exit status {code} {time.monotonic() - stopping:.1f} s after SIGTERM"
-        else:
-            stopped = f"had exited with status {daemon.returncode}"
+        stopped = stop_daemon(daemon)
 
     seconds = last.at - first.at
     cpu = (last.cpu - first.cpu) / seconds * 100
@@ -394,6 +401,22 @@ def measure(args: argparse.Namespace, directory: Path, icecast_url: str, matomo_
     print(f"{verdict[peak <= RSS_TARGET_MB]}: peak RSS {peak:.0f} MB (target {RSS_TARGET_MB:g} MB)")
 
 
+@contextlib.contextmanager
+def servers(
+    seed: int, mounts: int = MOUNTS, per_mount: int = PER_MOUNT
+) -> Iterator[tuple[int, int]]:
+    """The fake Icecast and the recording Matomo, each in its own process: their ports."""
+    icecast, icecast_port = start_server(serve_icecast, seed, mounts, per_mount)
+    try:
+        matomo, matomo_port = start_server(serve_matomo, TOKEN)
+        try:
+            yield icecast_port, matomo_port
+        finally:
+            stop_server(matomo)
+    finally:
+        stop_server(icecast)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--warmup", type=float, default=25.0, help="seconds to skip at least")
@@ -403,21 +426,16 @@ def main() -> None:
         "--no-jsonl", dest="jsonl", action="store_false", help="Matomo alone, no [jsonl] output"
     )
     args = parser.parse_args()
-    icecast, icecast_port = start_server(serve_icecast, args.seed)
-    try:
-        matomo, matomo_port = start_server(serve_matomo, TOKEN)
-        try:
-            with tempfile.TemporaryDirectory(prefix="audimeter-load-") as tmp:
-                measure(
-                    args,
-                    Path(tmp),
-                    f"http://127.0.0.1:{icecast_port}",
-                    f"http://127.0.0.1:{matomo_port}",
-                )
-        finally:
-            stop_server(matomo)
-    finally:
-        stop_server(icecast)
+    with (
+        servers(args.seed) as (icecast_port, matomo_port),
+        tempfile.TemporaryDirectory(prefix="audimeter-load-") as tmp,
+    ):
+        measure(
+            args,
+            Path(tmp),
+            f"http://127.0.0.1:{icecast_port}",
+            f"http://127.0.0.1:{matomo_port}",
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`audimeter run`: sources → sessionizer → store (journal) → outputs, until told to stop.
 
 Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
-Icecast's URL authentication, whose receiver records every notice in the store's inbox before it
-answers; the loop turns inbox rows into observations and deletes them with the outcome.
+Icecast's URL authentication, whose receiver (its own thread and state-file connection) records
+every notice in the store's inbox before it answers; the loop turns inbox rows into observations
+and deletes them with the outcome.
 
 Each source polls on its own schedule, so a slow server never delays another. Their observations
 pass one at a time through a single pipeline step that runs the sessionizer and commits what
@@ -252,14 +253,18 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         wake = asyncio.Event()
         receiver: WebhookReceiver | None = None
         if config.webhook is not None:
+            # The receiver's own connection, used from its thread only: see webhook.py.
+            inbox = Store.open(config.state.path)
+            exit_stack.callback(inbox.close)
+            loop = asyncio.get_running_loop()
             receiver = WebhookReceiver(
                 config.webhook,
                 [s.name for s in config.sources if s.kind == "icecast"],
-                store,
-                wake.set,
+                inbox.append_inbox,
+                lambda: loop.call_soon_threadsafe(wake.set),
             )
-            await receiver.start()  # first: a taken port stops the start, before any banner
-            exit_stack.push_async_callback(receiver.stop)
+            receiver.start()  # first: a taken port stops the start, before any banner
+            exit_stack.callback(receiver.stop)
             drain_inbox(store, pipeline)  # notices kept from the previous run
 
         for warning in config.warnings():
@@ -329,7 +334,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             while not queue.empty():
                 pipeline.feed([queue.get_nowait()])
             if receiver is not None:
-                await receiver.stop()
+                receiver.stop()
                 drain_inbox(store, pipeline)
         await asyncio.gather(*(o.drain(SHUTDOWN_DRAIN_SECONDS) for o in outputs))
         log.info(

@@ -16,10 +16,17 @@ ignored. So the receiver is on the listener's path, and its rules follow from th
 * Every authenticated form for a known source is answered with the accept headers, within a few
   milliseconds. A form that cannot be parsed, or a state file that cannot be written, is logged
   and the listener is still let in: audimeter counts listeners, it never turns one away.
-* Before answering, the event is appended to the inbox table of the state file
-  (`Store.append_inbox`), then `notify` wakes the daemon, which turns inbox rows into observations
-  and deletes them in the same transaction as the outcome. An event acknowledged to Icecast is
-  therefore never lost by a crash of audimeter, and no network I/O happens in the handler.
+* Before answering, the event is handed to `record`, which returns once it is on disk (the
+  daemon gives the inbox of the state file, committed with synchronous=FULL), then `notify` wakes
+  the daemon, which turns inbox rows into observations and deletes them in the same transaction
+  as the outcome. An event acknowledged to Icecast is therefore never lost by a crash of
+  audimeter, and no network I/O happens in the handler.
+* The receiver answers from a thread and event loop of its own, writing through a connection of
+  its own (the state file is in WAL mode), so no answer is queued behind the daemon's work (a
+  poll of 100,000 listeners parsed, a long commit of the pipeline). What an answer still waits
+  for: its own insert; SQLite's write lock while another connection (the daemon's, an import's)
+  commits; and the interpreter lock, which the daemon's Python code gives up only every few
+  milliseconds (benchmarks/bench_webhook.py measures all of it).
 * Requests without the configured HTTP Basic credentials get 401 and no accept header. Icecast
   sends credentials only when the mount has the `username` and `password` options; without them
   it forwards the *listener's* credentials, which audimeter refuses.
@@ -36,6 +43,7 @@ loopback next to Icecast.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -45,6 +53,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -56,11 +65,14 @@ from aiohttp import hdrs, web
 from audimeter.addresses import parse_address
 from audimeter.config import WebhookConfig
 from audimeter.observations import ListenerJoined, ListenerLeft
-from audimeter.store import Store
 
 log = logging.getLogger(__name__)
 
 WebhookObservation = ListenerJoined | ListenerLeft
+
+Recorder = Callable[[str], object]
+"""Records one inbox payload (`encode`) durably: returns once it is on disk, raises if it cannot.
+Called from the receiver's own thread."""
 
 ROUTE: Final = "/icecast/{source}"
 ACCEPT_HEADERS: Final = {"icecast-auth-user": "1", "x-icecast-auth-result": "ok"}
@@ -237,6 +249,12 @@ def _bind_failure(exc: OSError) -> str:
     return f"{reason}; check the host and port of [webhook] listen"
 
 
+def _end_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -247,33 +265,37 @@ def _is_loopback(host: str) -> bool:
 class WebhookReceiver:
     """An HTTP server for Icecast's URL authentication: `POST /icecast/{source}`.
 
-    Answers in the event loop it is started in, appending to `store` there: the daemon's
-    pipeline must use the store from the same thread.
+    `start` runs it in a thread with an event loop of its own, `stop` ends both. `record` and
+    `notify` are called from that thread: `notify` must hand over to the daemon's loop
+    thread-safely (`loop.call_soon_threadsafe`), and `record` must use a database connection
+    that no other thread uses while the receiver runs.
     """
 
     def __init__(
         self,
         config: WebhookConfig,
         sources: Collection[str],
-        store: Store,
-        notify: Callable[[], None],
+        record: Recorder,
+        notify: Callable[[], object],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._sources = frozenset(sources)
-        self._store = store
+        self._record_payload = record
         self._notify = notify
         self._clock = clock
         secret = f"{config.username}:{config.password.get_secret_value()}"
         self._credentials = secret.encode("utf-8")
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.received = 0
         """Authenticated forms for a known source, each answered with the accept headers."""
         self.recorded = 0
-        """Joins and leaves appended to the inbox."""
+        """Joins and leaves recorded in the inbox."""
         self.failed = 0
-        """Forms accepted without recording their event (malformed, or the store failed)."""
+        """Forms accepted without recording their event (malformed, or `record` failed)."""
 
     @property
     def port(self) -> int:
@@ -282,9 +304,33 @@ class WebhookReceiver:
             raise RuntimeError("the webhook receiver is not started")
         return self._port
 
-    async def start(self) -> None:
-        if self._runner is not None:
+    def start(self) -> None:
+        """Listen from a new thread; returns once listening. `WebhookError` if it cannot."""
+        if self._thread is not None:
             raise RuntimeError("the webhook receiver is already started")
+        loop = asyncio.new_event_loop()
+        # A daemon thread: a daemon that dies without `stop` is not kept alive by it.
+        thread = threading.Thread(target=loop.run_forever, name="audimeter-webhook", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._listen(), loop).result()
+        except BaseException:
+            _end_loop(loop, thread)
+            raise
+        self._loop, self._thread = loop, thread
+
+    def stop(self) -> None:
+        """Stop listening, let requests in progress finish (2 s at most), end the thread."""
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result()
+        finally:
+            _end_loop(loop, thread)
+
+    async def _listen(self) -> None:
         app = web.Application(client_max_size=self._config.max_body)
         app.router.add_post(ROUTE, self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -307,7 +353,7 @@ class WebhookReceiver:
             )
         log.info("webhook: receiving Icecast URL authentication on port %d", self._port)
 
-    async def stop(self) -> None:
+    async def _close(self) -> None:
         runner, self._runner = self._runner, None
         self._port = None
         if runner is not None:
@@ -351,7 +397,7 @@ class WebhookReceiver:
         return web.Response(text="ok\n", headers=ACCEPT_HEADERS)
 
     def _record(self, source: str, fields: Mapping[str, str]) -> None:
-        """Append the form's event to the inbox; failures are logged, never raised."""
+        """Record the form's event in the inbox; failures are logged, never raised."""
         action = fields.get("action", "")
         try:
             observation = parse_form(fields, source, int(self._clock()))
@@ -365,7 +411,7 @@ class WebhookReceiver:
             log.debug("webhook %s: %r acknowledged", source, action)
             return
         try:
-            self._store.append_inbox(encode(observation))
+            self._record_payload(encode(observation))
         except Exception as exc:
             self.failed += 1
             log.error(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import logging
 import shutil
 import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from audimeter.config import WebhookConfig
+from audimeter.config import WebhookConfig, parse_config
 from audimeter.observations import ListenerJoined, ListenerLeft
+from audimeter.runner import run
 from audimeter.store import Store
 from audimeter.webhook import WebhookError, WebhookReceiver, decode, decode_form
 from tests.support.fixtures import ICECAST_25, url_auth_requests
@@ -64,29 +66,17 @@ def webhook_config(max_body: int = 65_536, port: int = 0) -> WebhookConfig:
     )
 
 
-class ReceiverThread:
-    """A receiver answering from its own event loop, so blocking test code can talk to it."""
+class Hook:
+    """A receiver (answering from its own thread) and the URL Icecast posts to."""
 
     def __init__(self, receiver: WebhookReceiver) -> None:
         self.receiver = receiver
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
 
     def start(self) -> None:
-        self.run(self.receiver.start())
+        self.receiver.start()
 
     def stop(self) -> None:
-        self.run(self.receiver.stop())
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self.receiver.stop()
 
     @property
     def url(self) -> str:
@@ -122,25 +112,29 @@ def notified() -> Notified:
 
 
 @pytest.fixture
-def make_receiver(store: Store, notified: Notified) -> Iterator[Callable[..., ReceiverThread]]:
-    started: list[ReceiverThread] = []
+def make_receiver(store: Store, notified: Notified) -> Iterator[Callable[..., Hook]]:
+    started: list[Hook] = []
 
-    def make(config: WebhookConfig | None = None, target: Store | None = None) -> ReceiverThread:
+    def make(config: WebhookConfig | None = None, target: Store | None = None) -> Hook:
         receiver = WebhookReceiver(
-            config or webhook_config(), [SOURCE, "other"], target or store, notified, lambda: NOW
+            config or webhook_config(),
+            [SOURCE, "other"],
+            (target or store).append_inbox,
+            notified,
+            lambda: NOW,
         )
-        thread = ReceiverThread(receiver)
-        started.append(thread)
-        thread.start()
-        return thread
+        hook = Hook(receiver)
+        started.append(hook)
+        hook.start()
+        return hook
 
     yield make
-    for thread in started:
-        thread.close()
+    for hook in started:
+        hook.stop()
 
 
 @pytest.fixture
-def receiver(make_receiver: Callable[..., ReceiverThread]) -> ReceiverThread:
+def receiver(make_receiver: Callable[..., Hook]) -> Hook:
     return make_receiver()
 
 
@@ -171,7 +165,7 @@ def assert_refused(response: httpx.Response, status: int) -> None:
 
 
 def test_an_accepted_join_is_in_the_inbox_when_icecast_gets_the_answer(
-    receiver: ReceiverThread, client: httpx.Client, reader: Store, notified: Notified
+    receiver: Hook, client: httpx.Client, reader: Store, notified: Notified
 ) -> None:
     assert receiver.receiver.port != 0
     response = client.post(
@@ -184,7 +178,7 @@ def test_an_accepted_join_is_in_the_inbox_when_icecast_gets_the_answer(
 
 
 def test_a_leave_and_a_mount_event(
-    receiver: ReceiverThread, client: httpx.Client, reader: Store, notified: Notified
+    receiver: Hook, client: httpx.Client, reader: Store, notified: Notified
 ) -> None:
     headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
     mount_add = "action=mount_add&mount=%2flive%2emp3&server=127%2e0%2e0%2e1&port=8000"
@@ -216,7 +210,7 @@ def test_a_leave_and_a_mount_event(
     ids=["none", "password", "username", "longer", "empty", "bearer", "garbage", "no-token"],
 )
 def test_wrong_or_missing_credentials_are_refused(
-    receiver: ReceiverThread,
+    receiver: Hook,
     client: httpx.Client,
     reader: Store,
     notified: Notified,
@@ -235,7 +229,7 @@ def test_wrong_or_missing_credentials_are_refused(
 
 
 def test_an_unknown_source_is_not_found(
-    receiver: ReceiverThread, client: httpx.Client, reader: Store
+    receiver: Hook, client: httpx.Client, reader: Store
 ) -> None:
     response = client.post(
         receiver.url.replace(SOURCE, "nope"),
@@ -246,7 +240,7 @@ def test_an_unknown_source_is_not_found(
     assert inbox(reader) == []
 
 
-def test_other_methods_and_paths(receiver: ReceiverThread, client: httpx.Client) -> None:
+def test_other_methods_and_paths(receiver: Hook, client: httpx.Client) -> None:
     headers = {"Authorization": GOOD_AUTH}
     assert_refused(client.get(receiver.url, headers=headers), 405)
     base = receiver.url.removesuffix(f"/icecast/{SOURCE}")
@@ -254,7 +248,7 @@ def test_other_methods_and_paths(receiver: ReceiverThread, client: httpx.Client)
 
 
 def test_an_oversized_body_is_refused(
-    make_receiver: Callable[..., ReceiverThread], client: httpx.Client, reader: Store
+    make_receiver: Callable[..., Hook], client: httpx.Client, reader: Store
 ) -> None:
     receiver = make_receiver(webhook_config(max_body=1024))
     headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
@@ -265,7 +259,7 @@ def test_an_oversized_body_is_refused(
 
 
 def test_source_authentication_is_never_approved(
-    receiver: ReceiverThread, client: httpx.Client, reader: Store
+    receiver: Hook, client: httpx.Client, reader: Store
 ) -> None:
     form = "action=stream_auth&mount=%2flive&ip=127%2e0%2e0%2e1&server=x&port=8000&user=&pass="
     response = client.post(
@@ -276,7 +270,7 @@ def test_source_authentication_is_never_approved(
 
 
 def test_answers_are_fast(
-    receiver: ReceiverThread,
+    receiver: Hook,
     client: httpx.Client,
     reader: Store,
     capsys: pytest.CaptureFixture[str],
@@ -299,7 +293,7 @@ def test_answers_are_fast(
 
 
 def test_a_store_that_cannot_be_written_still_lets_listeners_in(
-    make_receiver: Callable[..., ReceiverThread],
+    make_receiver: Callable[..., Hook],
     tmp_path: Path,
     client: httpx.Client,
     notified: Notified,
@@ -324,7 +318,7 @@ def test_a_store_that_cannot_be_written_still_lets_listeners_in(
 
 
 def test_a_malformed_form_still_lets_the_listener_in(
-    receiver: ReceiverThread,
+    receiver: Hook,
     client: httpx.Client,
     reader: Store,
     caplog: pytest.LogCaptureFixture,
@@ -348,7 +342,7 @@ def state_files(folder: Path) -> dict[str, bytes]:
 
 
 def test_icecast_25_admin_requests_are_let_in_and_leave_no_trace(
-    receiver: ReceiverThread,
+    receiver: Hook,
     client: httpx.Client,
     reader: Store,
     tmp_path: Path,
@@ -388,9 +382,86 @@ def test_a_busy_port_is_reported(store: Store) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
-        receiver = WebhookReceiver(config, [SOURCE], store, lambda: None)
+        receiver = WebhookReceiver(config, [SOURCE], store.append_inbox, lambda: None)
         with pytest.raises(WebhookError, match=f"127.0.0.1:{port}"):
-            asyncio.run(receiver.start())
+            receiver.start()
+        assert not [t for t in threading.enumerate() if t.name == "audimeter-webhook"]
+
+
+def test_the_daemon_answers_icecast_while_its_main_loop_is_blocked(
+    tmp_path: Path, client: httpx.Client, reader: Store
+) -> None:
+    """`audimeter run` answers from the receiver's own thread: a main loop busy for seconds
+    (a long commit, a huge listing parsed) delays neither the answer nor the durable record;
+    the notice is taken from the inbox once the loop is free again."""
+    port = free_port()
+    config = parse_config(
+        {
+            "state": {"path": str(tmp_path / "state.db")},
+            "webhook": {
+                "listen": f"127.0.0.1:{port}",
+                "username": USERNAME,
+                "password": PASSWORD,
+            },
+            # Nothing listens there: the poller only logs that it cannot reach the server.
+            "sources": [
+                {
+                    "name": SOURCE,
+                    "kind": "icecast",
+                    "url": f"http://127.0.0.1:{free_port()}",
+                    "password": "hackme",
+                }
+            ],
+        }
+    )
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    daemon = threading.Thread(
+        target=loop.run_until_complete, args=(run(config, stop, io.StringIO()),)
+    )
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.05)
+        blocked = threading.Event()
+
+        def block() -> None:
+            blocked.set()
+            time.sleep(3.0)  # the daemon's loop does nothing else meanwhile
+
+        loop.call_soon_threadsafe(block)
+        assert blocked.wait(5)
+        started = time.monotonic()
+        response = client.post(
+            f"http://127.0.0.1:{port}/icecast/{SOURCE}",
+            content=ADD_FORM,
+            headers={**FORM_HEADERS, "Authorization": GOOD_AUTH},
+        )
+        answered = time.monotonic() - started
+        assert_accepted(response)
+        assert answered < 1.0
+        assert [o.client_id for o in inbox(reader)] == ["31"]  # on disk when answered
+        assert time.monotonic() - started < 3.0  # the loop was still blocked all along
+        assert wait_for_empty_inbox(reader, timeout=10)  # the daemon woke and took it
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        daemon.join(15)
+        loop.close()
+    assert not daemon.is_alive()
+
+
+def wait_for_empty_inbox(store: Store, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while store.inbox_batch(1):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 # -- behind a real Icecast 2.4 --------------------------------------------------------------------
@@ -419,13 +490,13 @@ def url_auth_mount(url: str, mount: str = HOOK_MOUNT) -> str:
 
 
 @pytest.fixture
-def hook_receiver(make_receiver: Callable[..., ReceiverThread]) -> ReceiverThread:
+def hook_receiver(make_receiver: Callable[..., Hook]) -> Hook:
     """A receiver on a fixed port, so that it can stop and start again where Icecast posts."""
     return make_receiver(webhook_config(port=free_port()))
 
 
 @pytest.fixture
-def icecast_with_hook(tmp_path: Path, hook_receiver: ReceiverThread) -> Iterator[IcecastServer]:
+def icecast_with_hook(tmp_path: Path, hook_receiver: Hook) -> Iterator[IcecastServer]:
     if shutil.which("icecast2") is None:
         pytest.skip("icecast2 is not installed (Debian package icecast2)")
     mounts = [url_auth_mount(hook_receiver.url)]
@@ -444,7 +515,7 @@ def wait_for_rows(store: Store, count: int, timeout: float = 10.0) -> list[Any]:
 
 @pytest.mark.icecast
 def test_icecast_reports_the_exact_join_and_leave(
-    icecast_with_hook: IcecastServer, hook_receiver: ReceiverThread, reader: Store
+    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Store
 ) -> None:
     with SourceClient(icecast_with_hook, HOOK_MOUNT):
         assert inbox(reader) == []  # mount_add: acknowledged, nothing to record
@@ -492,7 +563,7 @@ def test_icecast_reports_the_exact_join_and_leave(
 
 @pytest.mark.icecast
 def test_icecast_refuses_new_listeners_while_the_receiver_is_down(
-    icecast_with_hook: IcecastServer, hook_receiver: ReceiverThread, reader: Store
+    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Store
 ) -> None:
     """The known risk of URL authentication: audimeter down means the mount takes no listener."""
     with SourceClient(icecast_with_hook, HOOK_MOUNT):
