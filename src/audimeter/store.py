@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import secrets
 import sqlite3
@@ -639,12 +640,13 @@ class Store:
         source: str,
         path: str,
         lines: int,
-        outbox: Sequence[str],
+        outbox: Iterable[str],
         *,
         done: int = 0,
         chunk: int = IMPORT_CHUNK,
     ) -> None:
-        """Queue one imported file's requests from the `done`-th on, then remember the file.
+        """Queue one imported file's requests, `outbox` (those from the `done`-th on, taken as
+        they come), then remember the file.
 
         One transaction per `chunk` requests, each also recording how many are queued, so that
         an import stopped midway goes on where it stopped when run again (`import_progress`).
@@ -652,8 +654,9 @@ class Store:
         """
         progress = _import_progress_key(file_key)
         position = done
+        requests = iter(outbox)
         while True:
-            part = outbox[position : position + chunk]
+            part = list(itertools.islice(requests, chunk))
             now = int(time.time())
             with self._transaction() as db:
                 queued = db.execute("SELECT value FROM meta WHERE key=?", (progress,)).fetchone()
@@ -670,7 +673,7 @@ class Store:
                     [(payload, now) for payload in part],
                 )
                 position += len(part)
-                if position >= len(outbox):
+                if len(part) < chunk:
                     db.execute("DELETE FROM meta WHERE key=?", (progress,))
                     db.execute(
                         "INSERT INTO imports VALUES (?,?,?,?,?)",

@@ -21,9 +21,7 @@ from audimeter.config import Config, parse_config
 from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
-    Listen,
     QueryEncoder,
-    assign_slots,
     deliver,
     dry_run_line,
     file_key,
@@ -324,8 +322,14 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     config = config_for(matomo, tmp_path)
     assert config.matomo is not None
     log = write_log(tmp_path / "access.log", LISTENERS)
-    events = plan_lines(
-        read_lines(log), config=config, source=config.sources[0], key="k" * 64, counts=Counts()
+    events = list(
+        plan_lines(
+            list(read_lines(log)),
+            config=config,
+            source=config.sources[0],
+            key="k" * 64,
+            counts=Counts(),
+        )
     )
     kinds = {type(e) for e in events}
     assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
@@ -335,23 +339,28 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
 
 
-def listen(line: int, start: int, end: int, ip: str = "192.0.2.1", agent: str = VLC) -> Listen:
-    return Listen(line, "/live.mp3", ip, agent, "", start, end)
-
-
-def test_slots() -> None:
-    listens = [
-        listen(1, 0, 100),
-        listen(2, 50, 150),  # overlaps 1
-        listen(3, 100, 200),  # starts as 1 ends: takes 1's slot
-        listen(4, 60, 70),  # overlaps 1 and 2
-        listen(5, 60, 70, agent=FIREFOX),  # another player
-        listen(6, 60, 70, ip="192.0.2.2"),  # another address
-        listen(7, 150, 160),  # 2 has ended, 3 holds slot 0
-        listen(8, 500, 500),
-        listen(9, 500, 600),
+def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = config_for(matomo, tmp_path)
+    connections = [  # (start, end, address, player), in the order of the log's lines
+        (0, 100, "192.0.2.1", VLC),
+        (50, 150, "192.0.2.1", VLC),  # overlaps 1
+        (100, 200, "192.0.2.1", VLC),  # starts as 1 ends: takes 1's slot
+        (60, 70, "192.0.2.1", VLC),  # overlaps 1 and 2
+        (60, 70, "192.0.2.1", FIREFOX),  # another player
+        (60, 70, "192.0.2.2", VLC),  # another address
+        (150, 160, "192.0.2.1", VLC),  # 2 has ended, 3 holds slot 0
+        (500, 500, "192.0.2.1", VLC),
+        (500, 600, "192.0.2.1", VLC),
     ]
-    assert assign_slots(listens) == [0, 1, 0, 2, 0, 0, 1, 0, 0]
+    lines = [
+        log_line(ip, BASE + end, "/live.mp3", end - start, agent, sent=4096)
+        for start, end, ip, agent in connections
+    ]
+    events = plan_lines(
+        lines, config=config, source=config.sources[0], key="k" * 64, counts=Counts()
+    )
+    slots = {int(e.session.client_id): e.session.slot for e in events}
+    assert [slots[n] for n in range(1, 10)] == [0, 1, 0, 2, 0, 0, 1, 0, 0]
 
 
 def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
