@@ -25,7 +25,6 @@ import also the time until every request was queued, and the rate of delivery.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import subprocess
@@ -33,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -321,15 +321,31 @@ sites = {{ "/talk.mp3" = 1 }}
     return path
 
 
-def run_child(arguments: list[str], profile: bool) -> tuple[float, float, int]:
-    """Seconds, peak resident MB and exit status of `audimeter ARGUMENTS` in a child process."""
+@dataclass
+class Child:
+    seconds: float
+    peak_mb: float
+    status: int
+    queued: float | None = None
+    """Seconds until the command said its requests were queued (a real import)."""
+
+
+def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Child:
+    """Run `audimeter ARGUMENTS` in a child process; with `watch`, read its output to see when
+    it has queued its requests (then it delivers them)."""
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-s", "tottime"]
     command += ["-m", "audimeter", *arguments]
-    out = subprocess.DEVNULL if not profile else None
+    out = None if profile else subprocess.PIPE if watch else subprocess.DEVNULL
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE if not profile else None)
+    child = subprocess.Popen(command, stdout=out, stderr=None if profile else subprocess.PIPE)
+    queued = None
+    if child.stdout is not None:
+        for line in child.stdout:
+            if b"requests queued" in line:
+                queued = time.perf_counter() - started
+        child.stdout.close()
     _pid, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
     if child.stderr is not None:
@@ -337,7 +353,7 @@ def run_child(arguments: list[str], profile: bool) -> tuple[float, float, int]:
         child.stderr.close()
         if errors:
             print(f"  (stderr: {errors[:300]})")
-    return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    return Child(elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), queued)
 
 
 class Drain:
@@ -347,8 +363,6 @@ class Drain:
     def __init__(self, matomo: RecordingMatomo) -> None:
         self.matomo = matomo
         self.received = 0
-        self.first: float | None = None
-        self.last: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -356,9 +370,6 @@ class Drain:
     def _take(self) -> None:
         count = len(self.matomo.requests)
         if count:
-            now = time.perf_counter()
-            self.first = self.first or now
-            self.last = now
             self.received += count
             self.matomo.clear()
 
@@ -398,44 +409,47 @@ def main() -> None:
         written, listeners = write_log(log, args.lines, args.listener_share)
         size = log.stat().st_size
         print(
-            f"{written:,} lines ({size / 1e6:,.0f} MB) over {math.ceil(written / LINES_PER_DAY)} "
+            f"{written:,} lines ({size / 1e6:,.0f} MB) over {written / LINES_PER_DAY:.1f} "
             f"days, {listeners / written:.0%} of them listener connections (counted or filtered)"
         )
         with RecordingMatomo() as matomo:
             config = write_config(directory, matomo.url)
             base = ["import", "--config", str(config), "--source", "main"]
             if args.only in (None, "dry-run"):
-                seconds, peak, code = run_child([*base, "--dry-run", str(log)], args.profile)
-                rate = written / seconds
+                run = run_child([*base, "--dry-run", str(log)], args.profile)
+                rate = written / run.seconds
                 print(
-                    f"dry run: {seconds:.1f} s = {rate:,.0f} lines/s, peak {peak:,.0f} MB "
-                    f"resident (exit status {code})"
+                    f"dry run: {run.seconds:.1f} s = {rate:,.0f} lines/s, "
+                    f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status})"
                 )
                 print(
                     f"{verdict(rate >= DRY_RUN_TARGET)}: dry run {rate:,.0f} lines/s "
                     f"(target >= {DRY_RUN_TARGET:,.0f}); "
-                    f"{verdict(peak <= MEMORY_TARGET_MB)}: {peak:,.0f} MB "
+                    f"{verdict(run.peak_mb <= MEMORY_TARGET_MB)}: {run.peak_mb:,.0f} MB "
                     f"(target <= {MEMORY_TARGET_MB:,.0f})"
                 )
             if args.only in (None, "real"):
                 drain = Drain(matomo)
-                seconds, peak, code = run_child([*base, str(log)], args.profile)
+                run = run_child([*base, str(log)], args.profile, watch=True)
                 drain.stop()
-                rate = written / seconds
+                rate = written / run.seconds
                 print(
-                    f"real import: {seconds:.1f} s = {rate:,.0f} lines/s, peak {peak:,.0f} MB "
-                    f"resident (exit status {code}); {drain.received:,} requests received"
+                    f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s, "
+                    f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status}); "
+                    f"{drain.received:,} requests received"
                 )
-                if drain.first is not None and drain.last is not None:
-                    sending = max(drain.last - drain.first, 0.5)
+                if run.queued is not None:
+                    sending = run.seconds - run.queued
                     print(
-                        f"  of which delivering for about {sending:.0f} s "
-                        f"({drain.received / sending:,.0f} requests/s)"
+                        f"  read, planned and queued in {run.queued:.1f} s "
+                        f"= {written / run.queued:,.0f} lines/s; delivered in {sending:.1f} s "
+                        f"more = {drain.received / sending:,.0f} requests/s (the recorder "
+                        "parses and keeps every request)"
                     )
                 print(
                     f"{verdict(rate >= REAL_TARGET)}: real import {rate:,.0f} lines/s "
                     f"(target >= {REAL_TARGET:,.0f}); "
-                    f"{verdict(peak <= MEMORY_TARGET_MB)}: {peak:,.0f} MB "
+                    f"{verdict(run.peak_mb <= MEMORY_TARGET_MB)}: {run.peak_mb:,.0f} MB "
                     f"(target <= {MEMORY_TARGET_MB:,.0f})"
                 )
 

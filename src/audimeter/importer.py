@@ -275,6 +275,7 @@ def collect_listens(
     # DNAS 1 serves one stream, which the live poller calls "/"; W3C lines all say /stream.
     fixed_mount = "/" if source.kind == "shoutcast1" else None
     wants = source.wants_mount
+    mounts: dict[str, bool] = {}
     name = source.name
     other = bad = filtered = 0
     number = first - 1
@@ -288,7 +289,12 @@ def collect_listens(
             continue
         ip, end, duration, path, _sent, referrer, agent = heard  # type: ignore[misc]
         mount = fixed_mount or path
-        admitted = policy(name, ip, agent, referrer) if wants(mount) else None
+        wanted = mounts.get(mount)
+        if wanted is None:
+            if len(mounts) > 10_000:  # paths of a log's odd requests: only a few are mounts
+                mounts.clear()
+            wanted = mounts[mount] = wants(mount)
+        admitted = policy(name, ip, agent, referrer) if wanted else None
         if admitted is None:
             filtered += 1
             continue
@@ -319,7 +325,7 @@ class Survey:
     `LONG` seconds in blocks `b` and later, and `ahead` lists the longer ones (few) per
     listener. A session is settled once no later line of the same look-alikes can start
     before it, so the plan holds only the sessions of about the last `LONG` seconds, however
-    long the log.
+    long the log. A plan uses it up.
     """
 
     floors: list[int]
@@ -477,9 +483,9 @@ class Planner:
         longs = self._ahead.get(identity)
         return floor if longs is None else min(floor, longs[-1][1])
 
-    def _settle(self, floor: int) -> Iterator[Event]:
-        """Slot the sessions that start before `floor` and send the events that no later
-        line can precede."""
+    def _settle(self, floor: int) -> list[Event]:
+        """Slot the sessions that start before `floor`; the events that no later
+        line can precede, in order."""
         waiting, slots, ahead, counts = self._waiting, self._slots, self._ahead, self._counts
         settings = self._settings
         ready: list[_Pending] = []
@@ -540,8 +546,7 @@ class Planner:
         self._forget(floor)
         ready.sort()
         counts.requests += len(ready)
-        for pending in ready:
-            yield pending[3]
+        return [pending[3] for pending in ready]
 
     def _forget(self, floor: int) -> None:
         """Now and then, drop the slots of look-alikes whose sessions all ended by `floor`: any
@@ -741,21 +746,28 @@ async def deliver(
     ) as client:
         sink = MatomoSink.from_config(store, client, matomo, backoff)
         failures = 0
-        left = total
         moved = clock()
         with _progress(console, bytes_=False) as progress:
             task = progress.add_task("sending to Matomo", total=total)
-            while left:
+            head, counted = first, clock()
+            while head:
                 failed_before = sink.stats.failures
                 await sink.flush_once(upto=last)
-                now_left = store.outbox_count(first, last)
-                if now_left < left:
+                # The oldest request left, cheap where counting those left reads them all:
+                # nothing older is queued after `first`, and later ones are past `last`.
+                now_head = store.outbox_first_id()
+                now_head = now_head if now_head <= last else 0
+                if now_head != head:
                     moved = clock()
-                left = now_left
-                progress.update(task, completed=total - left)
+                head = now_head
+                if clock() - counted > 0.5:
+                    counted = clock()
+                    progress.update(task, completed=total - store.outbox_count(first, last))
                 failures = 0 if sink.stats.failures == failed_before else failures + 1
                 if failures >= max_failures or clock() - moved > patience:
                     break
+            left = store.outbox_count(first, last)
+            progress.update(task, completed=total - left)
     result.left = left
     result.dead_lettered = store.dead_letter_count(first, last)
     result.sent = total - left - result.dead_lettered

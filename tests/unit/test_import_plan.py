@@ -124,7 +124,11 @@ def logs(draw: st.DrawFn) -> list[str]:
     for a, b in swaps:
         if a < len(connections) and b < len(connections):
             connections[a], connections[b] = connections[b], connections[a]
-    return [line(ip, agent, T0 + end, duration) for ip, agent, end, duration in connections]
+    lines = [line(ip, agent, T0 + end, duration) for ip, agent, end, duration in connections]
+    for at, cut in draw(st.lists(st.tuples(st.integers(0, 59), st.integers(0, 120)), max_size=3)):
+        if at < len(lines):  # a line cut short, as a full disk or a crash leaves it
+            lines.insert(at, lines[at][:cut])
+    return lines
 
 
 @settings(max_examples=300, deadline=None)
