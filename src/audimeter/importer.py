@@ -378,7 +378,7 @@ def request_time(event: Event) -> int:
     return start if isinstance(event, SessionStarted) else max(start, event.at - 1)
 
 
-_Pending = tuple[int, int, int, Event]
+_Keyed = tuple[int, int, int, Event]
 """(request time, line, index in its session, event): the order of the whole-file plan."""
 
 
@@ -439,10 +439,6 @@ class Planner:
         """Per identity with a session holding a slot: the end of that session when it is the
         only one (slot 0), else the slot rule's state."""
         self._settled = 0
-        self._later: list[_Pending] = []
-        """A heap of events of settled sessions that a session read later may still precede."""
-        self._held: dict[Identity, list[_Pending]] = {}
-        """Heaps of events of settled sessions that such a long session may still precede."""
 
     def plan(self, listens: Iterable[Listen]) -> Iterator[Event]:
         block = 0
@@ -471,12 +467,6 @@ class Planner:
                 heapq.heappush(self._waiting, heapq.heappop(parked))
             if not parked:
                 del self._parked[identity]
-        held = self._held.get(identity)
-        if held is not None:
-            while held and held[0][0] < horizon:
-                heapq.heappush(self._later, heapq.heappop(held))
-            if not held:
-                del self._held[identity]
 
     def _horizon(self, identity: Identity, floor: int) -> int:
         """No session of `identity` read from now on starts before this."""
@@ -484,30 +474,18 @@ class Planner:
         return floor if longs is None else min(floor, longs[-1][1])
 
     def _settle(self, floor: int) -> list[Event]:
-        """Slot the sessions that start before `floor`; the events that no later
-        line can precede, in order."""
+        """Slot the sessions that start before `floor` (but those a long session still to
+        come may precede), and give their events in the whole-file plan's order."""
         waiting, slots, ahead, counts = self._waiting, self._slots, self._ahead, self._counts
         settings = self._settings
-        ready: list[_Pending] = []
-        later, held = self._later, self._held
-        while later and later[0][0] < floor:
-            pending = heapq.heappop(later)
-            session = pending[3].session
-            identity = (session.ip, session.user_agent)
-            if identity in ahead and pending[0] >= self._horizon(identity, floor):
-                heapq.heappush(held.setdefault(identity, []), pending)
-            else:
-                ready.append(pending)
+        ready: list[_Keyed] = []
         while waiting and waiting[0].start < floor:
             listen = heapq.heappop(waiting)
             start, end, line, mount, ip, user_agent, referrer = listen
             identity = (ip, user_agent)
-            horizon = floor
-            if identity in ahead:
-                horizon = self._horizon(identity, floor)
-                if start >= horizon:
-                    heapq.heappush(self._parked.setdefault(identity, []), listen)
-                    continue
+            if identity in ahead and start >= self._horizon(identity, floor):
+                heapq.heappush(self._parked.setdefault(identity, []), listen)
+                continue
             state = slots.get(identity)
             if state is None or (state.__class__ is int and state <= start):
                 slot = 0  # no look-alike holds a slot: the common case, kept cheap
@@ -537,12 +515,13 @@ class Planner:
                 counts.too_short += 1
                 continue
             counts.sessions += 1
-            for index, event in enumerate(events):
-                at = start if index == 0 else max(start, event.at - 1)
-                if at < horizon:
-                    ready.append((at, line, index, event))
-                else:
-                    heapq.heappush(later, (at, line, index, event))
+            # The session's requests go now, all of them: a session of the same visitor
+            # settled later starts after this one ended, so none of its requests can come
+            # between. Those of other visitors may; Matomo keeps visitors apart.
+            ready += [
+                (start if index == 0 else max(start, event.at - 1), line, index, event)
+                for index, event in enumerate(events)
+            ]
         self._forget(floor)
         ready.sort()
         counts.requests += len(ready)

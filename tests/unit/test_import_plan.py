@@ -177,3 +177,28 @@ def test_sessions_are_sent_while_the_log_is_still_being_read() -> None:
         lag = max(lag, read - int(event.session.client_id))
     assert counts.sessions == len(lines)
     assert lag <= 2 * importer.BLOCK
+
+
+def test_requests_at_one_time_keep_the_order_of_their_lines() -> None:
+    """A visitor's requests at the same second go in the order of their lines, as when the
+    whole file was sorted: here a session that starts as a look-alike's zero-second one ends,
+    whose line comes first (a log not quite in the order of ends)."""
+    conf = config()
+    lines = [
+        line("192.0.2.1", AGENTS[0], T0 + 4000, 4000),
+        line("192.0.2.1", AGENTS[0], T0, 0),
+        *(line("192.0.2.9", AGENTS[0], T0 + 10 * n, 5) for n in range(1, 400)),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(importer, "BLOCK", 4)
+        streamed = list(
+            plan_lines(lines, config=conf, source=conf.sources[0], key="k" * 64, counts=Counts())
+        )
+    expected = whole_file_plan(lines, conf)
+    first = by_visitor(streamed)[("192.0.2.1", AGENTS[0], 0)]
+    assert [(type(e).__name__, e.session.client_id) for e in first[:3]] == [
+        ("SessionStarted", "1"),
+        ("SessionStarted", "2"),
+        ("SessionEnded", "2"),
+    ]
+    assert by_visitor(streamed) == by_visitor(expected)
