@@ -324,6 +324,9 @@ sites = {{ "/talk.mp3" = 1 }}
 @dataclass
 class Child:
     seconds: float
+    cpu: float
+    """Seconds of CPU (user and system): on a busy machine, the rate the command would reach
+    alone is about lines / cpu."""
     peak_mb: float
     status: int
     queued: float | None = None
@@ -353,7 +356,13 @@ def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Ch
         child.stderr.close()
         if errors:
             print(f"  (stderr: {errors[:300]})")
-    return Child(elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), queued)
+    return Child(
+        elapsed,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        os.waitstatus_to_exitcode(status),
+        queued,
+    )
 
 
 class Drain:
@@ -419,7 +428,8 @@ def main() -> None:
                 run = run_child([*base, "--dry-run", str(log)], args.profile)
                 rate = written / run.seconds
                 print(
-                    f"dry run: {run.seconds:.1f} s = {rate:,.0f} lines/s, "
+                    f"dry run: {run.seconds:.1f} s = {rate:,.0f} lines/s "
+                    f"({run.cpu:.1f} s of CPU = {written / run.cpu:,.0f} lines/s), "
                     f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status})"
                 )
                 print(
@@ -434,7 +444,8 @@ def main() -> None:
                 drain.stop()
                 rate = written / run.seconds
                 print(
-                    f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s, "
+                    f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s "
+                    f"({run.cpu:.1f} s of CPU), "
                     f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status}); "
                     f"{drain.received:,} requests received"
                 )
