@@ -147,14 +147,6 @@ def open_log(path: Path) -> Iterator[tuple[io.BufferedIOBase, io.BufferedIOBase]
             yield raw, raw
 
 
-def file_key(path: Path) -> str:
-    """SHA-256 of the decompressed content: the same log plain or gzipped has the same key."""
-    digest = hashlib.sha256()
-    for _line in read_lines(path, digest=digest):
-        pass
-    return digest.hexdigest()
-
-
 def read_lines(
     path: Path,
     advance: Callable[[int], object] | None = None,
@@ -164,7 +156,8 @@ def read_lines(
     """The lines of a log (without line ends), decoded as UTF-8 with bad bytes replaced.
 
     `advance` is told how many bytes of the file (as stored, compressed or not) were read;
-    `digest` is fed the decompressed content.
+    `digest` is fed the decompressed content: its SHA-256 is the file's key, the same for a
+    log plain or gzipped.
     """
     with open_log(path) as (content, raw):
         done = 0
