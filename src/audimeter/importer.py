@@ -103,7 +103,7 @@ class QueryEncoder:
 
     def __call__(self, event: Event) -> str:
         pairs = self._pairs
-        if len(pairs) > 500_000:
+        if len(pairs) > 100_000:
             pairs.clear()
         parts = []
         for pair in self._params(event).items():
