@@ -365,12 +365,6 @@ def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
     return Survey(floors, ahead)
 
 
-def request_time(event: Event) -> int:
-    """The time Matomo gives the event's request (its `cdt`, as the mapper sets it)."""
-    start = event.session.started_at
-    return start if isinstance(event, SessionStarted) else max(start, event.at - 1)
-
-
 _Keyed = tuple[int, int, int, Event]
 """(request time, line, index in its session, event): the order of the whole-file plan."""
 
@@ -654,22 +648,10 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_KINDS = {SessionStarted: "pageview", SessionKeptAlive: "keep-alive"}
-
-
-def dry_run_line(event: Event, salt: str | SaltSource) -> str:
-    """time, kind, visitor, mount, ip of the request an event would become."""
-    session = event.session
-    kind = _KINDS.get(type(event), "end")
-    return (
-        f"{_iso(request_time(event))} {kind} {visitor_id(salt, session)} "
-        f"{session.mount} {session.ip}"
-    )
-
-
 class DryRun:
-    """`dry_run_line` for a stream of events, with what a session's events share (visitor
-    id, mount, address) worked out once per session and the times once per minute."""
+    """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
+    the request it would become. What a session's events share (visitor id, mount, address) is
+    worked out once per session, and the time once per minute."""
 
     def __init__(self, salt: str | SaltSource) -> None:
         self._salt = salt

@@ -22,9 +22,9 @@ from audimeter.config import Config, parse_config
 from audimeter.events import SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
+    DryRun,
     QueryEncoder,
     deliver,
-    dry_run_line,
     plan_lines,
     read_lines,
 )
@@ -336,7 +336,11 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     mapper = mapper_for(config, config.matomo, "salt")
     encode = QueryEncoder(mapper)
     assert [encode(e) for e in events] == [mapper.query_string(e) for e in events]
-    assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
+    line = DryRun("salt")
+    printed = [line(e) for e in events]
+    assert printed[0].startswith(iso(BASE) + " pageview ")
+    assert printed[0].endswith(f" {events[0].session.mount} {events[0].session.ip}\n")
+    assert {text.split()[1] for text in printed} == {"pageview", "keep-alive", "end"}
 
 
 def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:

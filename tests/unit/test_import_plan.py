@@ -12,14 +12,13 @@ from hypothesis import strategies as st
 
 from audimeter import importer
 from audimeter.config import Config, parse_config
-from audimeter.events import Event, Session
+from audimeter.events import Event, Session, SessionStarted
 from audimeter.importer import (
     Counts,
     Listen,
     PlanSetup,
     ReplaySettings,
     plan_lines,
-    request_time,
     survey,
 )
 from audimeter.sessionizer import replay_session
@@ -67,6 +66,11 @@ def whole_file_slots(listens: Sequence[Listen]) -> list[int]:
             slots[index] = slot
             heapq.heappush(busy, (listens[index].end, slot))
     return slots
+
+
+def request_time(event: Event) -> int:
+    start = event.session.started_at
+    return start if isinstance(event, SessionStarted) else max(start, event.at - 1)
 
 
 def whole_file_plan(lines: Sequence[str], conf: Config) -> list[Event]:
