@@ -1,68 +1,57 @@
-"""Parse and sessionize a large Icecast access log, as `audimeter import` does, without HTTP.
+"""`audimeter import` of a large, realistic Icecast access log, run as an operator runs it.
 
-Target: at least 100,000 lines per second through parsing, classification, the listener policy,
-slots, `replay_session` and mapping every event to its Matomo query string.
+Targets, on a log with 71% listener lines: at least 100,000 lines/s in `--dry-run` and 50,000
+lines/s in a real import to a local recording Matomo, and memory bounded by the sessions open at
+one moment, not by the file (a 10,000,000-line log in at most 300 MB resident).
 
 The log is generated as Icecast 2.4 writes it (combined format plus the seconds connected, one
-line per finished connection, in the order of disconnection) for one day of a station with
-three mounts, in the proportions of the connection counters that Icecast's documentation shows
-as an example (14% listeners, 58% files, 28% admin): listeners (IPv4 and IPv6, about 30 players
-in realistic proportions, sessions from a second to hours, returning listeners, some behind one
-address with the same player at the same time), relays and monitors that the default filters
-leave out, web players' status and web-root requests, refused requests, source clients, and a
-poller's admin requests. Generating the log is not timed. The cost of a listener line and of
-another line are measured apart, so the rate of any other mix follows.
+line per finished connection, in the order of disconnection), about 330,000 lines a day (a busy
+station: 10,000,000 lines are a month) over three mounts, with a daily rhythm: listeners (IPv4
+and IPv6, about 30 players in realistic proportions, returning listeners who keep their player,
+sessions from player probes of a few seconds to a median of ten minutes and a tail of hours,
+smart speakers and shop radios left on for a day or two, look-alikes behind one carrier-grade
+NAT address with the same player at the same time), relays, monitors, recorders and bots that
+the default filters leave out, web players polling the status pages, web-root files, refused
+requests, source reconnections, a poller's admin requests, and malformed lines (cut short,
+binary junk). It is written to a file first (not timed). Then `audimeter import` runs in a child
+process, once with `--dry-run` (its output to /dev/null) and once for real with a fresh state
+file, sending to a `RecordingMatomo` (tests/support/matomo.py, real HTTP) in this process. For
+each, the script reports lines/s and the child's peak resident memory (its rusage); for the real
+import also the time until every request was queued, and the rate of delivery.
 
-    .venv/bin/python benchmarks/bench_import.py [--lines N] [--listener-share F] [--profile]
+    .venv/bin/python benchmarks/bench_import.py [--lines N] [--only dry-run|real] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import gc
-import gzip
-import io
-import pstats
+import os
 import random
-import resource
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audimeter.config import parse_config
-from audimeter.importer import (
-    Counts,
-    gc_paused,
-    plan_lines,
-    read_lines,
-)
-from audimeter.journal import Stamper
-from audimeter.matomo.mapping import mapper_for
-from audimeter.store import Store
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-TARGET = 100_000.0
-LISTENER_SHARE = 0.14
-"""Icecast's documentation shows a server's counters as an example: 649 client connections, of
-which 90 listeners and 379 files (web root, status pages), the rest admin requests."""
+from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo  # noqa: E402
+
+DRY_RUN_TARGET = 100_000.0
+REAL_TARGET = 50_000.0
+MEMORY_TARGET_MB = 300.0
+LISTENER_SHARE = 0.71
+LINES_PER_DAY = 330_000
 T0 = 1_795_046_400  # 2026-11-16 00:00:00 UTC
 DAY = 86400
+HOUR = 3600
 MOUNTS = ((70, "/live.mp3"), (20, "/live.aac"), (10, "/talk.mp3"))
-CONFIG = {
-    "state": {"path": "bench.db"},
-    "matomo": {"url": "https://matomo.example.org/", "site_id": 1, "token_auth": "x" * 32},
-    "sources": [
-        {
-            "name": "main",
-            "kind": "icecast",
-            "url": "http://radio.example.org:8000",
-            "password": "hackme",
-            "sites": {"/talk.mp3": 2},
-        }
-    ],
-}
+RHYTHM = (3, 2, 1, 1, 1, 2, 5, 9, 10, 8, 7, 7, 8, 7, 7, 7, 8, 9, 9, 8, 7, 6, 5, 4)
+"""Relative listening per hour of the day (UTC): a night low, morning and evening highs."""
 
 # (weight, user agent) of listeners
 PLAYERS: tuple[tuple[int, str], ...] = (
@@ -156,258 +145,324 @@ def clf_time(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    end: int
-    text: str
-    listener: bool = False
-    """A listener's connection (counted or filtered), as opposed to any other request."""
-
-
 def duration(rng: random.Random) -> int:
-    """Seconds of one connection: many very short ones, a median of minutes, a long tail."""
+    """Seconds of one listener's connection: many very short ones (player probes, reconnects,
+    skipped stations), a median of minutes, a tail of hours, and a few players left on."""
     roll = rng.random()
     if roll < 0.22:
-        return rng.randint(0, 15)  # player probes, reconnects, skipped stations
+        return rng.randint(0, 15)
     if roll < 0.30:
         return rng.randint(16, 59)
-    return min(int(rng.lognormvariate(6.4, 1.3)) + 60, 10 * 3600)
+    if roll < 0.997:
+        return min(int(rng.lognormvariate(6.4, 1.3)) + 60, 10 * HOUR)
+    return rng.randint(12 * HOUR, 2 * DAY)  # a smart speaker or a shop's radio
 
 
-def generate(total: int, listener_share: float, seed: int = 7) -> list[Line]:
-    """`total` access log lines of one day, in the order Icecast writes them (at disconnect).
+class Station:
+    """The people and machines that connect to the station, and their habits."""
 
-    `listener_share` of them are listener connections (8% of those from relays, monitors and
-    bots that the default filters leave out); of the rest, 27/86 are admin requests of a poller,
-    2/86 refused requests and a few source reconnections, the others web-root requests of web
-    players (status pages, stylesheets, icons, playlists).
-    """
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.players, self.player_weights = _weighted(PLAYERS)
+        self.machines, self.machine_weights = _weighted(MACHINES)
+        self.mounts, self.mount_weights = _weighted(MOUNTS)
+        pool = [
+            f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}."
+            f"{rng.randint(1, 254)}"
+            for _ in range(60_000)
+        ]
+        pool += [
+            f"2a02:{rng.randint(0, 0xFFFF):x}:{rng.randint(0, 0xFFFF):x}::"
+            f"{rng.randint(1, 0xFFFF):x}"
+            for _ in range(15_000)
+        ]
+        self.pool = pool
+        self.habits = dict(
+            zip(pool, rng.choices(self.players, self.player_weights, k=len(pool)), strict=True)
+        )
+        # Carrier-grade NAT: many phones behind a few addresses, most with one player.
+        self.nat = [f"100.64.{rng.randint(0, 255)}.{rng.randint(1, 254)}" for _ in range(40)]
+
+    def address(self) -> str:
+        rng = self.rng
+        # Half the connections from returning listeners, some of them very often.
+        skew = 3 if rng.random() < 0.5 else 1
+        return self.pool[int(len(self.pool) * rng.random() ** skew)]
+
+    def player(self) -> str:
+        return self.rng.choices(self.players, self.player_weights)[0]
+
+    def listener(self, end: int) -> str:
+        rng = self.rng
+        if rng.random() < 0.04:
+            ip = rng.choice(self.nat)
+            agent = self.players[5] if rng.random() < 0.7 else self.player()
+        else:
+            ip = self.address()
+            agent = self.habits[ip] if rng.random() < 0.9 else self.player()
+        stayed = duration(rng)
+        mount = rng.choices(self.mounts, self.mount_weights)[0]
+        sent = stayed * 16_000 + rng.randint(0, 65_536) if stayed else rng.randint(0, 2048)
+        return (
+            f'{ip} - - [{clf_time(end)}] "GET {mount} HTTP/1.1" 200 {sent} '
+            f'"{rng.choice(REFERRERS)}" "{agent}" {stayed}'
+        )
+
+    def machine(self, end: int) -> str:
+        """A relay, monitor, recorder or bot on a mount."""
+        rng = self.rng
+        agent = rng.choices(self.machines, self.machine_weights)[0]
+        stayed = rng.choice((0, 1, 5, 30, 3600, 86_400, 3 * DAY))
+        return (
+            f'{self.address()} - - [{clf_time(end)}] "GET {rng.choice(self.mounts)} HTTP/1.1" '
+            f'200 {stayed * 16_000 + 400} "-" "{agent}" {stayed}'
+        )
+
+    def other(self, end: int) -> str:
+        """Anything but a listener: status polls, files, admin, refusals, sources, junk."""
+        rng = self.rng
+        roll = rng.random()
+        when = clf_time(end)
+        if roll < 0.30:
+            page = rng.choice(("/admin/stats", "/admin/listclients", "/admin/listclients"))
+            return (
+                f'127.0.0.1 - admin [{when}] "GET {page} HTTP/1.1" 200 '
+                f'{rng.randint(400, 90_000)} "-" "audimeter/0.1.0" 0'
+            )
+        if roll < 0.90:
+            path = rng.choice(WEB_ROOT)
+            return (
+                f'{self.address()} - - [{when}] "GET {path} HTTP/1.1" 200 '
+                f'{rng.randint(300, 4000)} "https://radio.example.org/" "{self.player()}" 0'
+            )
+        if roll < 0.96:
+            status, path = rng.choice(
+                ((404, "/live"), (404, "/stream"), (403, "/live.mp3"), (401, "/live.mp3"))
+            )
+            return (
+                f'{self.address()} - - [{when}] "GET {path} HTTP/1.1" {status} 330 "-" '
+                f'"{self.player()}" {rng.randint(0, 16)}'
+            )
+        if roll < 0.97:
+            return (
+                f'10.0.0.5 - source [{when}] "PUT {rng.choice(self.mounts)} HTTP/1.1" 200 19 '
+                f'"-" "Liquidsoap/2.2.2 (Unix; OCaml 4.14.1)" {rng.randint(60, DAY)}'
+            )
+        text = self.listener(end)
+        if roll < 0.985:
+            return text[: rng.randint(10, len(text) - 5)]  # cut short: a full disk, a crash
+        return text.replace('"', "\x00\x7f", 1)  # binary junk in the middle
+
+
+WEB_ROOT = (
+    "/status-json.xsl",
+    "/status-json.xsl",
+    "/status-json.xsl",
+    "/status.xsl",
+    "/style.css",
+    "/favicon.ico",
+    "/icecast.png",
+    "/live.mp3.m3u",
+)
+
+
+def write_log(path: Path, total: int, listener_share: float, seed: int = 7) -> tuple[int, int]:
+    """`total` lines (about) over `total / LINES_PER_DAY` days, in the order Icecast writes
+    them; the number of lines written and of listener lines among them."""
     rng = random.Random(seed)
-    players, player_weights = _weighted(PLAYERS)
-    machines, machine_weights = _weighted(MACHINES)
-    mounts, mount_weights = _weighted(MOUNTS)
-    rest = total - round(total * listener_share)
-    admin = round(rest * 27 / 86)
-    refused = round(rest * 2 / 86)
-    sources = max(rest // 10_000, 1)
-    files = rest - admin - refused - sources
-    lines: list[Line] = []
+    station = Station(rng)
+    hours = max(1, round(total / LINES_PER_DAY * 24))
+    weights = [RHYTHM[h % 24] for h in range(hours)]
+    scale = total / sum(weights)
+    written = listeners = 0
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        for hour, weight in enumerate(weights):
+            last = hour == hours - 1
+            count = total - written if last else min(round(weight * scale), total - written)
+            start = T0 + hour * HOUR
+            lines: list[tuple[int, str]] = []
+            for _ in range(count):
+                end = start + rng.randrange(HOUR)
+                if rng.random() < listener_share:
+                    listeners += 1
+                    text = station.listener(end) if rng.random() < 0.94 else station.machine(end)
+                else:
+                    text = station.other(end)
+                lines.append((end, text))
+            lines.sort(key=lambda pair: pair[0])
+            out.writelines(text + "\n" for _, text in lines)
+            written += count
+    return written, listeners
 
-    # The poller: /admin/stats, then /admin/listclients for each mount, at a steady interval.
-    interval = DAY * (1 + len(mounts)) / admin
-    for i in range(admin):
-        t = T0 + int(i // (1 + len(mounts)) * interval)
-        page = "/admin/stats" if i % (1 + len(mounts)) == 0 else "/admin/listclients"
-        lines.append(
-            Line(
-                t,
-                f'127.0.0.1 - admin [{clf_time(t)}] "GET {page} HTTP/1.1" 200 '
-                f'{rng.randint(400, 90_000)} "-" "audimeter/0.1.0" 0',
-            )
-        )
 
-    # A pool of listener addresses; half the connections come from a few frequent ones.
-    pool = [
-        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-        for _ in range(30_000)
-    ]
-    pool += [
-        f"2a02:{rng.randint(0, 0xFFFF):x}:{rng.randint(0, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}"
-        for _ in range(8_000)
-    ]
-    habits = dict(zip(pool, rng.choices(players, player_weights, k=len(pool)), strict=True))
+# -- running the importer ---------------------------------------------------------------------
 
-    def address() -> str:
-        if rng.random() < 0.5:
-            return pool[min(int(rng.paretovariate(0.9)) - 1, len(pool) - 1)]
-        return rng.choice(pool)
 
-    for _ in range(total - rest):
-        end = T0 + rng.randrange(DAY)
-        ip = address()
-        if rng.random() < 0.92:
-            stayed = duration(rng)
-            agent = habits[ip] if rng.random() < 0.9 else rng.choices(players, player_weights)[0]
-            mount = rng.choices(mounts, mount_weights)[0]
-            sent = stayed * 16_000 + rng.randint(0, 65_536) if stayed else rng.randint(0, 2048)
-            text = (
-                f'{ip} - - [{clf_time(end)}] "GET {mount} HTTP/1.1" 200 {sent} '
-                f'"{rng.choice(REFERRERS)}" "{agent}" {stayed}'
-            )
-        else:  # a relay, monitor, bot or tool
-            agent = rng.choices(machines, machine_weights)[0]
-            stayed = rng.choice((0, 1, 5, 30, 3600, 86_400))
-            text = (
-                f'{ip} - - [{clf_time(end)}] "GET {rng.choice(mounts)} HTTP/1.1" 200 '
-                f'{stayed * 16_000 + 400} "-" "{agent}" {stayed}'
-            )
-        lines.append(Line(end, text, listener=True))
+def write_config(directory: Path, matomo_url: str) -> Path:
+    path = directory / "audimeter.toml"
+    path.write_text(
+        f"""[state]
+path = "{directory / "state.db"}"
 
-    web_root = (
-        "/status-json.xsl",
-        "/status-json.xsl",
-        "/status-json.xsl",
-        "/status.xsl",
-        "/style.css",
-        "/favicon.ico",
-        "/icecast.png",
-        "/live.mp3.m3u",
+[matomo]
+url = "{matomo_url}"
+site_id = 1
+token_auth = "{DEFAULT_TOKEN}"
+
+[[sources]]
+name = "main"
+kind = "icecast"
+url = "http://radio.example.org:8000"
+password = "hackme"
+sites = {{ "/talk.mp3" = 1 }}
+"""
     )
-    for _ in range(files):
-        end = T0 + rng.randrange(DAY)
-        lines.append(
-            Line(
-                end,
-                f'{address()} - - [{clf_time(end)}] "GET {rng.choice(web_root)} HTTP/1.1" 200 '
-                f'{rng.randint(300, 4000)} "https://radio.example.org/" '
-                f'"{rng.choices(players, player_weights)[0]}" 0',
-            )
-        )
-    for _ in range(refused):
-        end = T0 + rng.randrange(DAY)
-        status, path = rng.choice(
-            ((404, "/live"), (404, "/stream"), (403, "/live.mp3"), (400, "/live.mp3"))
-        )
-        lines.append(
-            Line(
-                end,
-                f'{address()} - - [{clf_time(end)}] "GET {path} HTTP/1.1" {status} 330 "-" '
-                f'"{rng.choices(players, player_weights)[0]}" 0',
-            )
-        )
-    for _ in range(sources):
-        end = T0 + rng.randrange(DAY)
-        lines.append(
-            Line(
-                end,
-                f'10.0.0.5 - source [{clf_time(end)}] "PUT {rng.choice(mounts)} HTTP/1.1" '
-                f'200 19 "-" "Liquidsoap/2.2.2 (Unix; OCaml 4.14.1)" {rng.randint(60, 86_400)}',
-            )
-        )
-    lines.sort(key=lambda line: line.end)
-    return lines
+    os.chmod(path, 0o600)
+    return path
 
 
-def run_once(lines: list[str]) -> tuple[float, Counts, int]:
-    """Seconds to turn the lines into query strings, the counts, and the number of requests."""
-    config = parse_config(CONFIG)
-    assert config.matomo is not None
-    source = config.sources[0]
-    mapper = mapper_for(config, config.matomo, "0" * 64)
-    counts = Counts()
-    gc.collect()
+@dataclass
+class Child:
+    seconds: float
+    cpu: float
+    """Seconds of CPU (user and system): on a busy machine, the rate the command would reach
+    alone is about lines / cpu."""
+    peak_mb: float
+    status: int
+    queued: float | None = None
+    """Seconds until the command said its requests were queued (a real import)."""
+
+
+def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Child:
+    """Run `audimeter ARGUMENTS` in a child process; with `watch`, read its output to see when
+    it has queued its requests (then it delivers them)."""
+    command = [sys.executable]
+    if profile:
+        command += ["-m", "cProfile", "-s", "tottime"]
+    command += ["-m", "audimeter", *arguments]
+    out = None if profile else subprocess.PIPE if watch else subprocess.DEVNULL
     started = time.perf_counter()
-    with gc_paused():
-        events = plan_lines(lines, config=config, source=source, key="f" * 64, counts=counts)
-        requests = [mapper.query_string(event) for event in events]
+    child = subprocess.Popen(command, stdout=out, stderr=None if profile else subprocess.PIPE)
+    queued = None
+    if child.stdout is not None:
+        for line in child.stdout:
+            if b"requests queued" in line:
+                queued = time.perf_counter() - started
+        child.stdout.close()
+    _pid, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    return elapsed, counts, len(requests)
+    if child.stderr is not None:
+        errors = child.stderr.read().decode(errors="replace").strip()
+        child.stderr.close()
+        if errors:
+            print(f"  (stderr: {errors[:300]})")
+    return Child(
+        elapsed,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        os.waitstatus_to_exitcode(status),
+        queued,
+    )
 
 
-def file_and_store(lines: list[str]) -> tuple[float, float, float]:
-    """For information: reading the gzipped log, and committing the requests to SQLite."""
-    config = parse_config(CONFIG)
-    assert config.matomo is not None
-    source = config.sources[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "access.log.1.gz"
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-            gz.write(("\n".join(lines) + "\n").encode())
-        path.write_bytes(buffer.getvalue())
-        started = time.perf_counter()
-        for _ in read_lines(path):
-            pass
-        reading = time.perf_counter() - started
-        counts = Counts()
-        store = Store.open(Path(tmp) / "state.db")
-        stamp = Stamper(config, store.salt())
-        started = time.perf_counter()
-        with gc_paused():
-            events = plan_lines(
-                read_lines(path), config=config, source=source, key="e" * 64, counts=counts
-            )
-            requests = [stamp(event) for event in events]
-        whole = time.perf_counter() - started
-        started = time.perf_counter()
-        store.commit_import("e" * 64, "main", str(path), counts.lines, requests)
-        committing = time.perf_counter() - started
-        store.close()
-    return reading, whole, committing
+class Drain:
+    """Counts what the recorder received and empties it now and then, so that this process
+    does not hold millions of recorded requests."""
+
+    def __init__(self, matomo: RecordingMatomo) -> None:
+        self.matomo = matomo
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        count = len(self.matomo.requests)
+        if count:
+            self.received += count
+            self.matomo.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._take()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._take()
 
 
-def best_of(lines: list[str], repeat: int) -> tuple[list[float], Counts, int]:
-    runs = [run_once(lines) for _ in range(repeat)]
-    _, counts, requests = min(runs, key=lambda run: run[0])
-    return [run[0] for run in runs], counts, requests
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--lines", type=int, default=300_000, help="lines to generate")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines to generate")
     parser.add_argument(
         "--listener-share",
         type=float,
         default=LISTENER_SHARE,
         help=f"the share of listener connections among the lines (default {LISTENER_SHARE})",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs (the best counts)")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of one run")
+    parser.add_argument("--only", choices=("dry-run", "real"), help="run one mode only")
+    parser.add_argument(
+        "--profile", action="store_true", help="run the child under cProfile and print it"
+    )
     args = parser.parse_args()
 
-    print(f"generating about {args.lines:,} Icecast access log lines ...", flush=True)
-    generated = generate(args.lines, args.listener_share)
-    lines = [line.text for line in generated]
-    listener_lines = [line.text for line in generated if line.listener]
-    other_lines = [line.text for line in generated if not line.listener]
-    share = len(listener_lines) / len(lines)
-    print(
-        f"{len(lines):,} lines, {sum(map(len, lines)) / 1e6:.1f} MB, "
-        f"{share:.0%} of them listener connections (counted or filtered)"
-    )
-
-    times, counts, requests = best_of(lines, args.repeat)
-    best = min(times)
-    rate = len(lines) / best
-    print(
-        f"lines: {counts.lines:,}: {counts.sessions:,} listener sessions, {counts.filtered:,} "
-        f"filtered, {counts.too_short:,} too short, {counts.bad:,} bad, "
-        f"{counts.other:,} not listeners"
-    )
-    print(f"requests: {requests:,} ({requests / max(counts.sessions, 1):.2f} per session)")
-    print(
-        "parse + sessionize + map: "
-        + ", ".join(f"{t:.2f} s" for t in times)
-        + f"; best {best:.2f} s = {rate:,.0f} lines/s"
-    )
-    # The cost of each kind of line, to work out the rate of any other mix.
-    per_listener = min(best_of(listener_lines, args.repeat)[0]) / len(listener_lines)
-    per_other = min(best_of(other_lines, args.repeat)[0]) / len(other_lines)
-    budget = 1 / TARGET
-    break_even = (budget - per_other) / (per_listener - per_other)
-    print(
-        f"per line: {per_listener * 1e6:.1f} us for a listener connection, "
-        f"{per_other * 1e6:.1f} us for another request; {TARGET:,.0f} lines/s holds while "
-        f"listener connections are at most {break_even:.0%} of the lines"
-    )
-    reading, whole, committing = file_and_store(lines)
-    print(
-        f"for information: reading the gzipped file {reading:.2f} s; reading + parse + "
-        f"sessionize + map {whole:.2f} s = {len(lines) / whole:,.0f} lines/s; "
-        f"committing {requests:,} requests to SQLite {committing:.2f} s"
-    )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of this process: {peak:,.0f} MB")
-    print(
-        f"{'PASS' if rate >= TARGET else 'FAIL'}: {rate:,.0f} lines/s parsed and sessionized "
-        f"(target >= {TARGET:,.0f})"
-    )
-    if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        run_once(lines)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        log = directory / "access.log"
+        print(f"writing about {args.lines:,} Icecast access log lines ...", flush=True)
+        written, listeners = write_log(log, args.lines, args.listener_share)
+        size = log.stat().st_size
+        print(
+            f"{written:,} lines ({size / 1e6:,.0f} MB) over {written / LINES_PER_DAY:.1f} "
+            f"days, {listeners / written:.0%} of them listener connections (counted or filtered)"
+        )
+        with RecordingMatomo() as matomo:
+            config = write_config(directory, matomo.url)
+            base = ["import", "--config", str(config), "--source", "main"]
+            if args.only in (None, "dry-run"):
+                run = run_child([*base, "--dry-run", str(log)], args.profile)
+                rate = written / run.seconds
+                print(
+                    f"dry run: {run.seconds:.1f} s = {rate:,.0f} lines/s "
+                    f"({run.cpu:.1f} s of CPU = {written / run.cpu:,.0f} lines/s), "
+                    f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status})"
+                )
+                print(
+                    f"{verdict(rate >= DRY_RUN_TARGET)}: dry run {rate:,.0f} lines/s "
+                    f"(target >= {DRY_RUN_TARGET:,.0f}); "
+                    f"{verdict(run.peak_mb <= MEMORY_TARGET_MB)}: {run.peak_mb:,.0f} MB "
+                    f"(target <= {MEMORY_TARGET_MB:,.0f})"
+                )
+            if args.only in (None, "real"):
+                drain = Drain(matomo)
+                run = run_child([*base, str(log)], args.profile, watch=True)
+                drain.stop()
+                rate = written / run.seconds
+                print(
+                    f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s "
+                    f"({run.cpu:.1f} s of CPU), "
+                    f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status}); "
+                    f"{drain.received:,} requests received"
+                )
+                if run.queued is not None:
+                    sending = run.seconds - run.queued
+                    print(
+                        f"  read, planned and queued in {run.queued:.1f} s "
+                        f"= {written / run.queued:,.0f} lines/s; delivered in {sending:.1f} s "
+                        f"more = {drain.received / sending:,.0f} requests/s (the recorder "
+                        "parses and keeps every request)"
+                    )
+                print(
+                    f"{verdict(rate >= REAL_TARGET)}: real import {rate:,.0f} lines/s "
+                    f"(target >= {REAL_TARGET:,.0f}); "
+                    f"{verdict(run.peak_mb <= MEMORY_TARGET_MB)}: {run.peak_mb:,.0f} MB "
+                    f"(target <= {MEMORY_TARGET_MB:,.0f})"
+                )
 
 
 if __name__ == "__main__":

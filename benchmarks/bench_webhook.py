@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench_import import generate
+from bench_import import write_log
 from bench_load import log_problems, servers, stop_daemon, write_config
 from bench_matomo_sink import matomo_tally
 from bench_poll import USER_AGENTS, random_ip
@@ -184,12 +184,9 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
     config.chmod(0o600)
     logfile = directory / "access.log"
     started = time.monotonic()
-    lines = generate(args.import_lines, args.listener_share)
-    logfile.write_text("".join(line.text + "\n" for line in lines), encoding="utf-8")
-    listener_lines = sum(1 for line in lines if line.listener)
-    del lines
+    written, listener_lines = write_log(logfile, args.import_lines, args.listener_share)
     print(
-        f"import log: {args.import_lines} lines, {listener_lines / args.import_lines:.0%} "
+        f"import log: {written} lines, {listener_lines / written:.0%} "
         f"listener lines, generated in {time.monotonic() - started:.0f} s"
     )
     env = dict(os.environ)

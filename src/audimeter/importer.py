@@ -8,9 +8,12 @@ keep-alives that keep the Matomo visit whole (thinned as for sessions seen late,
 `visit_length - 1` seconds) and an end. The requests are mapped exactly as `audimeter run` maps
 them, so an imported session and a live one look alike in Matomo.
 
-A file is known by the SHA-256 of its decompressed content. Its requests and that key are
-committed to the state file in one transaction, then delivered from the outbox like live ones;
-importing the same content again, plain or gzipped, sends nothing.
+The file is read twice and never held whole: a first pass surveys it (its SHA-256 key, its
+line count, where long sessions start), the second plans as it reads and journals the events
+in chunks, with the history rows of the sessions they end. The configured outputs then take
+them like live ones. A file is known by the SHA-256 of its decompressed content: importing the
+same content again, plain or gzipped, journals nothing, and an interrupted import goes on where
+it stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import gzip
 import hashlib
 import heapq
 import io
+import itertools
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,15 +60,14 @@ from audimeter.outputs.factory import make_outputs
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Admit, replay_session
-from audimeter.sources.accesslog import Skip, scanner_for
+from audimeter.slots import SlotPool
+from audimeter.sources.accesslog import Skip, listener_scanner_for, span_for
 from audimeter.store import MATOMO, Store, StoreError
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DELIVERY_FAILURES = 5
 """Failed bulk POSTs in a row (with backoff: about 30 s) before the import gives up delivering."""
 _CHUNK = 1 << 20
-_PROGRESS_EVERY = 4096
-"""Lines between two updates of the reading progress bar."""
 
 
 class ImportUsageError(Exception):
@@ -113,30 +116,42 @@ def open_log(path: Path) -> Iterator[tuple[io.BufferedIOBase, io.BufferedIOBase]
             yield raw, raw
 
 
-def file_key(path: Path) -> str:
-    """SHA-256 of the decompressed content: the same log plain or gzipped has the same key."""
-    digest = hashlib.sha256()
-    with open_log(path) as (content, _raw):
-        while chunk := content.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_lines(path: Path, advance: Callable[[int], object] | None = None) -> Iterator[str]:
+def read_lines(
+    path: Path,
+    advance: Callable[[int], object] | None = None,
+    *,
+    digest: hashlib._Hash | None = None,
+) -> Iterator[str]:
     """The lines of a log (without line ends), decoded as UTF-8 with bad bytes replaced.
 
-    `advance` is told how many bytes of the file (as stored, compressed or not) were read.
+    `advance` is told how many bytes of the file (as stored, compressed or not) were read;
+    `digest` is fed the decompressed content: its SHA-256 is the file's key, the same for a
+    log plain or gzipped.
     """
     with open_log(path) as (content, raw):
         done = 0
-        for number, line in enumerate(content, 1):
-            if advance is not None and number % _PROGRESS_EVERY == 0:
+        tail = b""
+        while chunk := content.read(_CHUNK):
+            if digest is not None:
+                digest.update(chunk)
+            if advance is not None:
                 position = raw.tell()
                 advance(position - done)
                 done = position
-            yield line.rstrip(b"\r\n").decode("utf-8", "replace")
-        if advance is not None:
-            advance(raw.tell() - done)
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
+                tail += chunk
+                continue
+            # Decoded a chunk at a time: a line end never falls inside a UTF-8 sequence.
+            text = (tail + chunk[:cut]).decode("utf-8", "replace")
+            tail = chunk[cut:]
+            lines = text.split("\n")
+            lines.pop()
+            if "\r" in text:
+                lines = [line.rstrip("\r") for line in lines]
+            yield from lines
+        if tail:
+            yield tail.rstrip(b"\r\n").decode("utf-8", "replace")
 
 
 # -- lines to sessions to events ------------------------------------------------------------------
@@ -167,15 +182,17 @@ class Counts:
 
 
 class Listen(NamedTuple):
-    """One listener line that counts, with the listener as the policy admitted it."""
+    """One listener line that counts, with the listener as the policy admitted it.
 
+    Ordered as the slot rule takes sessions: by start, then end, then line."""
+
+    start: int
+    end: int
     line: int
     mount: str
     ip: str
     user_agent: str
     referrer: str
-    start: int
-    end: int
 
 
 def memoized(
@@ -207,142 +224,349 @@ def memoized(
     return admitted
 
 
-def collect_listens(
-    lines: Iterable[str],
-    source: SourceConfig,
-    admit: Admit,
-    counts: Counts,
-    *,
-    by_address: bool = True,
-) -> list[Listen]:
-    """The listener lines of a log that pass the source's mount patterns and the policy.
+Admitted = Callable[[str, str, str, str], tuple[str, str, str] | None]
 
-    `by_address`: whether the policy looks at addresses (see `memoized`).
-    """
-    scan = scanner_for(source.kind)
+
+def collect_listens(
+    lines: Iterable[str], source: SourceConfig, policy: Admitted, counts: Counts, first: int = 1
+) -> Iterator[Listen]:
+    """The listener lines of a log that pass the source's mount patterns and the policy
+    (`memoized`), as they come; `counts` is complete once they are all read. `first`: the
+    number of the first line."""
+    scan = listener_scanner_for(source.kind)
     # DNAS 1 serves one stream, which the live poller calls "/"; W3C lines all say /stream.
     fixed_mount = "/" if source.kind == "shoutcast1" else None
     wants = source.wants_mount
-    policy = memoized(admit, by_address=by_address)
+    mounts: dict[str, bool] = {}
     name = source.name
-    listens: list[Listen] = []
-    number = 0
-    for number, line in enumerate(lines, 1):
-        entry = scan(line)
-        if isinstance(entry, Skip):
-            if entry is Skip.OTHER:
-                counts.other += 1
-            elif entry is Skip.BAD and line.strip():
-                counts.bad += 1
+    other = bad = filtered = 0
+    number = first - 1
+    for number, line in enumerate(lines, first):
+        heard = scan(line)
+        if heard.__class__ is Skip:
+            if heard is Skip.OTHER:
+                other += 1
+            elif heard is Skip.BAD and line.strip():
+                bad += 1
             continue
-        mount = fixed_mount or entry.path
-        admitted = (
-            policy(name, entry.ip, entry.user_agent, entry.referrer) if wants(mount) else None
-        )
+        ip, end, duration, path, _sent, referrer, agent = heard  # type: ignore[misc]
+        mount = fixed_mount or path
+        wanted = mounts.get(mount)
+        if wanted is None:
+            if len(mounts) > 10_000:  # paths of a log's odd requests: only a few are mounts
+                mounts.clear()
+            wanted = mounts[mount] = wants(mount)
+        admitted = policy(name, ip, agent, referrer) if wanted else None
         if admitted is None:
-            counts.filtered += 1
+            filtered += 1
             continue
-        end = entry.end
-        listens.append(Listen(number, mount, *admitted, end - entry.duration, end))
+        yield Listen(end - duration, end, number, mount, *admitted)
+    counts.lines += number - first + 1
+    counts.other += other
+    counts.bad += bad
+    counts.filtered += filtered
+
+
+LONG = 3 * 3600
+"""Seconds beyond which the survey notes a session with its listener (see `Survey`)."""
+BLOCK = 1024
+"""Lines per block of the survey: the plan moves on once per block."""
+_NEVER = 1 << 62
+
+Identity = tuple[str, str]
+"""(address, player): the look-alikes among which the slot rule tells sessions apart."""
+
+
+@dataclass(slots=True)
+class Survey:
+    """What a first pass over a log learns for the plan to stream in the second.
+
+    Lines are written when a connection ends, so a line can describe a session that began
+    long before the lines around it, and change the slots and the order of sessions read
+    earlier. The survey bounds that: `floors[b]` is the earliest start of the sessions up to
+    `LONG` seconds in blocks `b` and later, and `ahead` lists the longer ones (few) per
+    listener. A session is settled once no later line of the same look-alikes can start
+    before it, so the plan holds only the sessions of about the last `LONG` seconds, however
+    long the log. A plan uses it up.
+    """
+
+    floors: list[int]
+    ahead: dict[Identity, list[tuple[int, int]]]
+    """Per listener, (line, earliest start of this and the later long sessions), last line
+    first, so that the next one is at the end."""
+
+
+def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
+    """The `Survey` of a log's lines; `counts` gets their number."""
+    span = span_for(setup.source.kind)
+    floors: list[int] = []
+    ahead: dict[Identity, list[tuple[int, int]]] = {}
+    scratch = Counts()
+    block, earliest, number = 0, _NEVER, 0
+    for number, line in enumerate(lines, 1):
+        if number // BLOCK != block:
+            floors.append(earliest)
+            floors.extend([_NEVER] * (number // BLOCK - block - 1))
+            block, earliest = number // BLOCK, _NEVER
+        found = span(line)
+        if found is not None and found[1] <= LONG:
+            # Whether the line is a listener's that counts does not matter here: another
+            # line's start only makes the floor lower, which holds sessions a little longer.
+            end, seconds = found
+            if end - seconds < earliest:
+                earliest = end - seconds
+            continue
+        for start, end, _line, _mount, ip, user_agent, _referrer in setup.listens(
+            (line,), scratch, first=number
+        ):
+            if end - start > LONG:
+                ahead.setdefault((ip, user_agent), []).append((number, start))
+            elif start < earliest:
+                earliest = start
+    floors.append(earliest)
     counts.lines += number
-    return listens
+    earliest = _NEVER
+    for index in range(len(floors) - 1, -1, -1):
+        earliest = floors[index] = min(earliest, floors[index])
+    for identity, longs in ahead.items():
+        earliest = _NEVER
+        ahead[identity] = [(line, earliest := min(earliest, s)) for line, s in reversed(longs)]
+    return Survey(floors, ahead)
 
 
-def assign_slots(listens: Sequence[Listen]) -> list[int]:
-    """Each session's slot: the smallest not held by an overlapping session of the same
-    address and player, as live. Sessions that only touch (one ends as the other starts) do not
-    overlap, so a listener who reconnects stays the same visitor."""
-    slots = [0] * len(listens)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for index, listen in enumerate(listens):
-        groups.setdefault((listen.ip, listen.user_agent), []).append(index)
-    for indices in groups.values():
-        if len(indices) < 2:
-            continue
-        indices.sort(key=lambda i: (listens[i].start, listens[i].end, listens[i].line))
-        busy: list[tuple[int, int]] = []  # (end, slot) of sessions still going
-        free: list[int] = []
-        fresh = 0
-        for index in indices:
-            listen = listens[index]
-            while busy and busy[0][0] <= listen.start:
-                heapq.heappush(free, heapq.heappop(busy)[1])
-            if free:
-                slot = heapq.heappop(free)
-            else:
-                slot, fresh = fresh, fresh + 1
-            slots[index] = slot
-            heapq.heappush(busy, (listen.end, slot))
-    return slots
+_Keyed = tuple[int, int, int, Event]
+"""(request time, line, index in its session, event): the order of the whole-file plan."""
 
 
-def request_time(event: Event) -> int:
-    """The time Matomo gives the event's request (its `cdt`, as the mapper sets it)."""
-    start = event.session.started_at
-    return start if isinstance(event, SessionStarted) else max(start, event.at - 1)
+class _Slots:
+    """The slot rule of one identity over sessions taken in `Listen` order."""
+
+    __slots__ = ("busy", "last_end", "pool")
+
+    def __init__(self, held_until: int) -> None:
+        """`held_until`: the end of the session that holds slot 0."""
+        self.pool = SlotPool()
+        self.pool.take(0)
+        self.busy = [(held_until, 0)]
+        """A heap of (end, slot) of the sessions holding a slot."""
+        self.last_end = held_until
+
+    def take(self, start: int, end: int) -> int:
+        busy, pool = self.busy, self.pool
+        # Sessions that only touch (one ends as the other starts) do not overlap, so a
+        # listener who reconnects stays the same visitor.
+        while busy and busy[0][0] <= start:
+            pool.release(heapq.heappop(busy)[1])
+        slot = pool.acquire()
+        heapq.heappush(busy, (end, slot))
+        self.last_end = max(self.last_end, end)
+        return slot
 
 
-def replay_listens(
-    listens: Sequence[Listen],
-    *,
-    source: str,
-    instance: str,
-    settings: ReplaySettings,
-    counts: Counts,
-) -> list[Event]:
-    """Every event of every session, in the order of their requests' times (stable)."""
-    events: list[Event] = []
-    for listen, slot in zip(listens, assign_slots(listens), strict=True):
-        session = Session(
-            source=source,
-            instance=instance,
-            mount=listen.mount,
-            client_id=str(listen.line),
-            ip=listen.ip,
-            user_agent=listen.user_agent,
-            referrer=listen.referrer,
-            started_at=listen.start,
-            slot=slot,
-        )
-        replayed = replay_session(
-            session,
-            listen.end,
-            keepalive_interval=settings.keepalive_interval,
-            catchup_gap=settings.catchup_gap,
-            min_session=settings.min_session,
-        )
-        if replayed:
-            counts.sessions += 1
-            events.extend(replayed)
+class Planner:
+    """Every event of every session of a log, streamed, given its `Survey`.
+
+    The events are those of the whole-file plan, with the same slots, and each visitor's in the
+    same order: by their requests' times, then line, then their order in the session. Events
+    of different visitors may come in another order, which changes nothing in Matomo.
+    """
+
+    def __init__(
+        self,
+        found: Survey,
+        *,
+        source: str,
+        instance: str,
+        settings: ReplaySettings,
+        counts: Counts,
+    ) -> None:
+        self._floors = found.floors
+        self._ahead = found.ahead
+        self._source = source
+        self._instance = instance
+        self._settings = settings
+        self._counts = counts
+        self._waiting: dict[int, list[Listen]] = {}
+        """Sessions read but not settled yet, by their start in minutes (of 64 s): sorting a
+        block's worth costs less than a heap of them all."""
+        self._minutes: list[int] = []
+        """A heap of the keys of `_waiting`."""
+        self._parked: dict[Identity, list[Listen]] = {}
+        """Heaps of sessions that a later long session of the same look-alikes may still
+        precede."""
+        self._slots: dict[Identity, int | _Slots] = {}
+        """Per identity with a session holding a slot: the end of that session when it is the
+        only one (slot 0), else the slot rule's state."""
+        self._settled = 0
+
+    def plan(self, listens: Iterable[Listen]) -> Iterator[Event]:
+        block = 0
+        floors, ahead, wait = self._floors, self._ahead, self._wait
+        for listen in listens:
+            if listen.line // BLOCK != block:
+                block = listen.line // BLOCK
+                yield from self._settle(floors[block])
+            if listen.end - listen.start > LONG:
+                self._passed((listen.ip, listen.user_agent), ahead)
+            wait(listen)
+        yield from self._settle(_NEVER)
+
+    def _wait(self, listen: Listen) -> None:
+        minute = listen.start >> 6
+        waiting = self._waiting.get(minute)
+        if waiting is None:
+            self._waiting[minute] = [listen]
+            heapq.heappush(self._minutes, minute)
         else:
-            counts.too_short += 1
-    events.sort(key=request_time)
-    counts.requests = len(events)
-    return events
+            waiting.append(listen)
+
+    def _due(self, floor: int) -> list[Listen]:
+        """The sessions waiting that start before `floor`, in `Listen` order."""
+        minutes, waiting = self._minutes, self._waiting
+        due: list[Listen] = []
+        last = floor >> 6
+        while minutes and minutes[0] < last:
+            due += waiting.pop(heapq.heappop(minutes))
+        if minutes and minutes[0] == last:
+            due += [listen for listen in waiting[last] if listen.start < floor]
+            rest = waiting[last] = [listen for listen in waiting[last] if listen.start >= floor]
+            if not rest:
+                del waiting[last]
+                heapq.heappop(minutes)
+        due.sort()
+        return due
+
+    def _passed(self, identity: Identity, ahead: dict[Identity, list[tuple[int, int]]]) -> None:
+        """A long session of `identity` was read: what waited for it only may go on."""
+        longs = ahead[identity]
+        longs.pop()
+        if longs:
+            horizon = longs[-1][1]
+        else:
+            horizon = _NEVER
+            del ahead[identity]
+        parked = self._parked.get(identity)
+        if parked is not None:
+            while parked and parked[0].start < horizon:
+                self._wait(heapq.heappop(parked))
+            if not parked:
+                del self._parked[identity]
+
+    def _horizon(self, identity: Identity, floor: int) -> int:
+        """No session of `identity` read from now on starts before this."""
+        longs = self._ahead.get(identity)
+        return floor if longs is None else min(floor, longs[-1][1])
+
+    def _settle(self, floor: int) -> list[Event]:
+        """Slot the sessions that start before `floor` (but those a long session still to
+        come may precede), and give their events in the whole-file plan's order."""
+        slots, ahead, counts, settings = self._slots, self._ahead, self._counts, self._settings
+        ready: list[_Keyed] = []
+        for listen in self._due(floor):
+            start, end, line, mount, ip, user_agent, referrer = listen
+            identity = (ip, user_agent)
+            if identity in ahead and start >= self._horizon(identity, floor):
+                heapq.heappush(self._parked.setdefault(identity, []), listen)
+                continue
+            state = slots.get(identity)
+            if state is None or (state.__class__ is int and state <= start):
+                slot = 0  # no look-alike holds a slot: the common case, kept cheap
+                slots[identity] = end
+            else:
+                if state.__class__ is int:
+                    state = slots[identity] = _Slots(state)
+                slot = state.take(start, end)  # type: ignore[union-attr]
+            events = replay_session(
+                Session(
+                    self._source,
+                    self._instance,
+                    mount,
+                    str(line),
+                    ip,
+                    user_agent,
+                    referrer,
+                    start,
+                    slot,
+                ),
+                end,
+                keepalive_interval=settings.keepalive_interval,
+                catchup_gap=settings.catchup_gap,
+                min_session=settings.min_session,
+            )
+            if not events:
+                counts.too_short += 1
+                continue
+            counts.sessions += 1
+            # The session's requests go now, all of them: a session of the same visitor
+            # settled later starts after this one ended, so none of its requests can come
+            # between. Those of other visitors may; Matomo keeps visitors apart.
+            ready += [
+                (start if index == 0 else max(start, event.at - 1), line, index, event)
+                for index, event in enumerate(events)
+            ]
+        self._forget(floor)
+        ready.sort()
+        counts.requests += len(ready)
+        return [pending[3] for pending in ready]
+
+    def _forget(self, floor: int) -> None:
+        """Now and then, drop the slots of look-alikes whose sessions all ended by `floor`: any
+        later one starts at `floor` or after, finds them all free, and takes slot 0, 1, …
+        afresh."""
+        self._settled += 1
+        if self._settled % 32:
+            return
+        ahead, parked = self._ahead, self._parked
+        for identity, state in list(self._slots.items()):
+            last_end = state if isinstance(state, int) else state.last_end
+            if last_end <= floor and identity not in ahead and identity not in parked:
+                del self._slots[identity]
 
 
-def plan_lines(
-    lines: Iterable[str], *, config: Config, source: SourceConfig, key: str, counts: Counts
-) -> list[Event]:
-    """The events of a log's lines, sorted by their requests' times: pure, no I/O."""
-    listens = collect_listens(
-        lines,
-        source,
-        ListenerPolicy.from_config(config),
-        counts,
-        by_address=bool(
+@dataclass(frozen=True, slots=True)
+class PlanSetup:
+    """The policy and settings of a source's plans."""
+
+    source: SourceConfig
+    policy: Admitted
+    settings: ReplaySettings
+
+    @classmethod
+    def from_config(cls, config: Config, source: SourceConfig) -> PlanSetup:
+        by_address = bool(
             config.filters.exclude_addresses
             or source.trusted_proxies
             or config.privacy.ip != "full"
-        ),
-    )
-    return replay_listens(
-        listens,
-        source=source.name,
-        instance=f"import:{key[:16]}",
-        settings=ReplaySettings.from_config(config),
-        counts=counts,
-    )
+        )
+        return cls(
+            source,
+            memoized(ListenerPolicy.from_config(config), by_address=by_address),
+            ReplaySettings.from_config(config),
+        )
+
+    def listens(self, lines: Iterable[str], counts: Counts, first: int = 1) -> Iterator[Listen]:
+        return collect_listens(lines, self.source, self.policy, counts, first)
+
+    def events(
+        self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
+    ) -> Iterator[Event]:
+        planner = Planner(
+            found,
+            source=self.source.name,
+            instance=f"import:{key[:16]}",
+            settings=self.settings,
+            counts=counts,
+        )
+        return planner.plan(listens)
+
+
+def plan_lines(
+    lines: Sequence[str], *, config: Config, source: SourceConfig, key: str, counts: Counts
+) -> Iterator[Event]:
+    """The events of a log's lines: pure, no I/O."""
+    setup = PlanSetup.from_config(config, source)
+    found = survey(lines, setup, Counts())
+    return setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
 
 
 @contextmanager
@@ -393,17 +617,39 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_KINDS = {SessionStarted: "pageview", SessionKeptAlive: "keep-alive"}
+class DryRun:
+    """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
+    the request it would become. What a session's events share (visitor id, mount, address) is
+    worked out once per session, and the time once per minute."""
 
+    def __init__(self, salt: str | SaltSource) -> None:
+        self._salt = salt
+        self._tails: dict[int, str] = {}
+        """By the id of a session, alive while its end is still to come."""
+        self._minutes: dict[int, str] = {}
 
-def dry_run_line(event: Event, salt: str | SaltSource) -> str:
-    """time, kind, visitor, mount, ip of the request an event would become."""
-    session = event.session
-    kind = _KINDS.get(type(event), "end")
-    return (
-        f"{_iso(request_time(event))} {kind} {visitor_id(salt, session)} "
-        f"{session.mount} {session.ip}"
-    )
+    def __call__(self, event: Event) -> str:
+        session = event.session
+        cls = type(event)
+        tails = self._tails
+        if cls is SessionStarted:
+            tail = tails[id(session)] = (
+                f" {visitor_id(self._salt, session)} {session.mount} {session.ip}\n"
+            )
+            return self._time(session.started_at) + " pageview" + tail
+        at = max(session.started_at, event.at - 1)
+        if cls is SessionKeptAlive:
+            return self._time(at) + " keep-alive" + tails[id(session)]
+        return self._time(at) + " end" + tails.pop(id(session))
+
+    def _time(self, timestamp: int) -> str:
+        minute, second = divmod(timestamp, 60)
+        prefix = self._minutes.get(minute)
+        if prefix is None:
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
+        return f"{prefix}{second:02d}Z"
 
 
 # -- delivery -------------------------------------------------------------------------------------
@@ -509,51 +755,67 @@ class _Run:
         self.err.flush()
 
     def import_file(self, path: Path) -> None:
+        setup = PlanSetup.from_config(self.config, self.source)
+        digest = hashlib.sha256()
+        read = Counts()
         try:
-            key = file_key(path)
+            with gc_paused(), _progress(self.console, bytes_=True) as progress:
+                # First pass: the file's key, its lines, and what the plan needs to stream.
+                lines = self._read(path, progress, f"surveying {path.name}", digest)
+                found = survey(lines, setup, read)
         except (OSError, EOFError, zlib.error) as exc:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
             return
+        key = digest.hexdigest()
         done = 0 if self.store is None else self.store.import_progress(key)
         if done is None:
             _say(self.console, f"{path}: already imported (same content); skipped")
             return
         counts = Counts()
         try:
-            with gc_paused():
-                events = self._plan(path, key, counts)
-                if not self.dry_run:
-                    stamped = [self.stamp(event) for event in events]
+            with gc_paused(), _progress(self.console, bytes_=True) as progress:
+                # The lines the survey saw, should the file have grown since.
+                lines = itertools.islice(
+                    self._read(path, progress, f"reading {path.name}"), read.lines
+                )
+                events = setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
+                if self.dry_run:
+                    line = DryRun(self.salt)
+                    write = self.console.file.write
+                    # Written a few thousand lines at a time: one write per line costs more.
+                    for text in iter(
+                        lambda: "".join(map(line, itertools.islice(events, 4096))), ""
+                    ):
+                        write(text)
+                else:
+                    assert self.store is not None
+                    stamped = map(self.stamp, itertools.islice(events, done, None))
+                    self.store.commit_import(
+                        key, self.source.name, str(path.resolve()), read.lines, stamped, done=done
+                    )
         except (OSError, EOFError, zlib.error) as exc:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
             return
-        if self.dry_run:
-            write = self.console.file.write
-            for event in events:
-                write(dry_run_line(event, self.salt) + "\n")
-            _say(self.console, f"{path}: {counts.summary()}; {counts.requests} requests (dry run)")
-            return
-        assert self.store is not None
-        try:
-            self.store.commit_import(
-                key, self.source.name, str(path.resolve()), counts.lines, stamped, done=done
-            )
         except StoreError as exc:
             self.failed = True
             self.error(str(exc))
+            return
+        if self.dry_run:
+            _say(self.console, f"{path}: {counts.summary()}; {counts.requests} requests (dry run)")
             return
         queued = f"{counts.requests} events journaled"
         if done:
             queued += f" ({done} of them by an earlier import that was interrupted)"
         _say(self.console, f"{path}: {counts.summary()}; {queued}")
 
-    def _plan(self, path: Path, key: str, counts: Counts) -> list[Event]:
-        with _progress(self.console, bytes_=True) as progress:
-            task = progress.add_task(f"reading {path.name}", total=path.stat().st_size)
-            lines = read_lines(path, lambda n: progress.advance(task, n))
-            return plan_lines(lines, config=self.config, source=self.source, key=key, counts=counts)
+    @staticmethod
+    def _read(
+        path: Path, progress: Progress, what: str, digest: hashlib._Hash | None = None
+    ) -> Iterator[str]:
+        task = progress.add_task(what, total=path.stat().st_size)
+        return read_lines(path, lambda n: progress.advance(task, n), digest=digest)
 
 
 def _oldest_first(paths: Sequence[Path]) -> list[Path]:

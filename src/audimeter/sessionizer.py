@@ -60,7 +60,6 @@ missing, closed, and were remembered or forgotten; the constructor takes all of 
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import statistics
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -85,6 +84,7 @@ from audimeter.observations import (
     SourceSeen,
     Tick,
 )
+from audimeter.slots import SlotPool
 
 Admit = Callable[[str, Listener], Listener | None]
 
@@ -175,43 +175,6 @@ _Recent = dict[str, dict[str, SessionRemembered]]
 """Remembered sessions of one mount: server instance → client id → session, oldest first."""
 
 
-class _SlotPool:
-    """The slots of one (address, player) identity: those in use, and the smallest free one in
-    O(log n), however many look-alikes listen (with [privacy] ip = "none" and user_agent =
-    "drop" every listener is one)."""
-
-    __slots__ = ("free", "top", "used")
-
-    def __init__(self) -> None:
-        self.used: set[int] = set()
-        self.free: list[int] = []
-        """A heap of free slots below `top`; entries taken since are dropped when met."""
-        self.top = 0
-        """Every slot from here on is free."""
-
-    def smallest(self, taken: Collection[int] = ()) -> int:
-        if taken:  # rare (sessions replayed from a log line): a plain search
-            slot = 0
-            while slot in self.used or slot in taken:
-                slot += 1
-            return slot
-        free = self.free
-        while free and free[0] in self.used:
-            heapq.heappop(free)
-        return free[0] if free else self.top
-
-    def take(self, slot: int) -> None:
-        self.used.add(slot)
-        if slot >= self.top:
-            for gap in range(self.top, slot):
-                heapq.heappush(self.free, gap)
-            self.top = slot + 1
-
-    def release(self, slot: int) -> None:
-        self.used.discard(slot)
-        heapq.heappush(self.free, slot)
-
-
 class Sessionizer:
     def __init__(
         self,
@@ -249,7 +212,7 @@ class Sessionizer:
         self._source_graces = dict(source_graces or {})
         self._mounts: dict[tuple[str, str], _Mount] = {}
         self._instances: dict[str, str] = dict(instances or {})
-        self._slots: dict[tuple[str, str], _SlotPool] = {}
+        self._slots: dict[tuple[str, str], SlotPool] = {}
         self._recent: dict[tuple[str, str], _Recent] = {}
         """Ended sessions of sources with exact ends, by (source, mount); they outlive the
         mount and the server instance, whose late notices they are there for."""
@@ -269,7 +232,7 @@ class Sessionizer:
             if last_seen is None:
                 state.sessions[session.client_id] = session
                 identity = (session.ip, session.user_agent)
-                self._slots.setdefault(identity, _SlotPool()).take(session.slot)
+                self._slots.setdefault(identity, SlotPool()).take(session.slot)
             else:
                 deadline = max(last_seen, resumed) + self._exact_ends.get(session.source, 0)
                 state.gone[session.client_id] = _Gone(session, last_seen, deadline)
@@ -689,10 +652,7 @@ class Sessionizer:
             events.append(SessionStarted(session))
 
     def _take_slot(self, ip: str, user_agent: str) -> int:
-        pool = self._slots.setdefault((ip, user_agent), _SlotPool())
-        slot = pool.smallest()
-        pool.take(slot)
-        return slot
+        return self._slots.setdefault((ip, user_agent), SlotPool()).acquire()
 
     def _free_slot(self, ip: str, user_agent: str, taken: Collection[int] = ()) -> int:
         pool = self._slots.get((ip, user_agent))

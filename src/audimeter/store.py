@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import secrets
 import sqlite3
@@ -893,13 +894,13 @@ class Store:
         source: str,
         path: str,
         lines: int,
-        events: Sequence[Stamped],
+        events: Iterable[Stamped],
         *,
         done: int = 0,
         chunk: int = IMPORT_CHUNK,
     ) -> None:
-        """Journal one imported file's events from the `done`-th on (and the sessions they
-        end into the history), then remember the file.
+        """Journal one imported file's events, `events` (those from the `done`-th on, taken as
+        they come), and the sessions they end into the history, then remember the file.
 
         One transaction per `chunk` events, each also recording how many are queued, so that
         an import stopped midway goes on where it stopped when run again (`import_progress`).
@@ -907,8 +908,9 @@ class Store:
         """
         progress = _import_progress_key(file_key)
         position = done
+        pending = iter(events)
         while True:
-            part = events[position : position + chunk]
+            part = list(itertools.islice(pending, chunk))
             now = int(time.time())
             with self._transaction() as db:
                 queued = db.execute("SELECT value FROM meta WHERE key=?", (progress,)).fetchone()
@@ -922,7 +924,7 @@ class Store:
                     )
                 self._journal(part)
                 position += len(part)
-                if position >= len(events):
+                if len(part) < chunk:
                     db.execute("DELETE FROM meta WHERE key=?", (progress,))
                     db.execute(
                         "INSERT INTO imports VALUES (?,?,?,?,?)",

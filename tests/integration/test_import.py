@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import io
 import json
 import shutil
@@ -24,11 +25,8 @@ from audimeter.config import Config, parse_config
 from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
-    Listen,
-    assign_slots,
+    DryRun,
     deliver,
-    dry_run_line,
-    file_key,
     plan_lines,
     read_lines,
 )
@@ -321,8 +319,14 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     config = config_for(matomo, tmp_path)
     assert config.matomo is not None
     log = write_log(tmp_path / "access.log", LISTENERS)
-    events = plan_lines(
-        read_lines(log), config=config, source=config.sources[0], key="k" * 64, counts=Counts()
+    events = list(
+        plan_lines(
+            list(read_lines(log)),
+            config=config,
+            source=config.sources[0],
+            key="k" * 64,
+            counts=Counts(),
+        )
     )
     kinds = {type(e) for e in events}
     assert kinds == {SessionStarted, SessionKeptAlive, SessionEnded}
@@ -330,26 +334,35 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     assert [mapper.query_string(e) for e in events] == [
         "?" + urlencode(mapper.params(e)) for e in events
     ]
-    assert dry_run_line(events[0], "salt").startswith(iso(BASE) + " pageview ")
+    line = DryRun("salt")
+    printed = [line(e) for e in events]
+    assert printed[0].startswith(iso(BASE) + " pageview ")
+    assert printed[0].endswith(f" {events[0].session.mount} {events[0].session.ip}\n")
+    assert {text.split()[1] for text in printed} == {"pageview", "keep-alive", "end"}
 
 
-def listen(line: int, start: int, end: int, ip: str = "192.0.2.1", agent: str = VLC) -> Listen:
-    return Listen(line, "/live.mp3", ip, agent, "", start, end)
-
-
-def test_slots() -> None:
-    listens = [
-        listen(1, 0, 100),
-        listen(2, 50, 150),  # overlaps 1
-        listen(3, 100, 200),  # starts as 1 ends: takes 1's slot
-        listen(4, 60, 70),  # overlaps 1 and 2
-        listen(5, 60, 70, agent=FIREFOX),  # another player
-        listen(6, 60, 70, ip="192.0.2.2"),  # another address
-        listen(7, 150, 160),  # 2 has ended, 3 holds slot 0
-        listen(8, 500, 500),
-        listen(9, 500, 600),
+def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    config = config_for(matomo, tmp_path)
+    connections = [  # (start, end, address, player), in the order of the log's lines
+        (0, 100, "192.0.2.1", VLC),
+        (50, 150, "192.0.2.1", VLC),  # overlaps 1
+        (100, 200, "192.0.2.1", VLC),  # starts as 1 ends: takes 1's slot
+        (60, 70, "192.0.2.1", VLC),  # overlaps 1 and 2
+        (60, 70, "192.0.2.1", FIREFOX),  # another player
+        (60, 70, "192.0.2.2", VLC),  # another address
+        (150, 160, "192.0.2.1", VLC),  # 2 has ended, 3 holds slot 0
+        (500, 500, "192.0.2.1", VLC),
+        (500, 600, "192.0.2.1", VLC),
     ]
-    assert assign_slots(listens) == [0, 1, 0, 2, 0, 0, 1, 0, 0]
+    lines = [
+        log_line(ip, BASE + end, "/live.mp3", end - start, agent, sent=4096)
+        for start, end, ip, agent in connections
+    ]
+    events = plan_lines(
+        lines, config=config, source=config.sources[0], key="k" * 64, counts=Counts()
+    )
+    slots = {int(e.session.client_id): e.session.slot for e in events}
+    assert [slots[n] for n in range(1, 10)] == [0, 1, 0, 2, 0, 0, 1, 0, 0]
 
 
 def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
@@ -361,7 +374,14 @@ def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
     assert sum(seen) == path.stat().st_size
     plain = tmp_path / "log"
     plain.write_bytes(data)
-    assert file_key(plain) == file_key(path)
+    assert key_of(plain) == key_of(path)
+
+
+def key_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    for _line in read_lines(path, digest=digest):
+        pass
+    return digest.hexdigest()
 
 
 def test_delivery_gives_up_after_failures_and_keeps_the_requests(
@@ -470,12 +490,14 @@ def test_a_25_log_imports_the_players_the_listeners_sent(
     config = config_for(matomo, tmp_path)
     assert config.matomo is not None
     mapper = mapper_for(config, config.matomo, "salt")
-    imported = plan_lines(
-        read_lines(ICECAST_25 / "access.log"),
-        config=config,
-        source=config.sources[0],
-        key="k" * 64,
-        counts=Counts(),
+    imported = list(
+        plan_lines(
+            list(read_lines(ICECAST_25 / "access.log")),
+            config=config,
+            source=config.sources[0],
+            key="k" * 64,
+            counts=Counts(),
+        )
     )
     live = Sessionizer(keepalive_interval=KEEPALIVE, outage_grace=60, exact_ends={"main": 30})
     run = [e for o in live_observations(ICECAST_25, "main") for e in live.observe(o)]

@@ -14,6 +14,7 @@ import pytest
 from audimeter.sources.accesslog import (
     LogEntry,
     Skip,
+    icecast_span,
     is_directive,
     is_listener,
     parse_icecast_line,
@@ -22,6 +23,7 @@ from audimeter.sources.accesslog import (
     scan_icecast_line,
     scan_shoutcast_line,
     scanner_for,
+    span_for,
 )
 from tests.support.fixtures import ICECAST_24, ICECAST_25, ICECAST_KH
 
@@ -630,6 +632,19 @@ def test_icecast_scanner_agrees_with_parser_and_classification() -> None:
         entry = parse_icecast_line(line)
         expected = Skip.BAD if entry is None else entry if is_listener(entry) else Skip.OTHER
         assert scan_icecast_line(line) == expected, line
+
+
+def test_the_span_of_a_line_is_what_the_parser_reads() -> None:
+    spans = 0
+    for line in icecast_lines():
+        entry, span = parse_icecast_line(line), icecast_span(line)
+        if entry is not None:
+            assert span in (None, (entry.end, entry.duration)), line
+            spans += span is not None
+    assert spans > len(CLASSIFIED)
+    assert icecast_span(BASE.replace("[26/", "[32/")) is None
+    assert icecast_span("a b c [26/Nov/2026:12:44:30 +0000") is None
+    assert span_for("shoutcast2")(W3C) is None
 
 
 @pytest.mark.usefixtures("tz_utc")

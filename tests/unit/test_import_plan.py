@@ -1,0 +1,208 @@
+"""The streaming import plan gives the whole-file plan's events, slots and per-visitor order."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audimeter import importer
+from audimeter.config import Config, parse_config
+from audimeter.events import Event, Session, SessionStarted
+from audimeter.importer import (
+    Counts,
+    Listen,
+    PlanSetup,
+    ReplaySettings,
+    plan_lines,
+    survey,
+)
+from audimeter.sessionizer import replay_session
+
+T0 = 1_795_046_400
+AGENTS = ("VLC/3.0.20 LibVLC/3.0.20", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Firefox/120.0")
+SOURCE = {"name": "main", "kind": "icecast", "url": "http://radio.example.org:8000"}
+
+
+def config(min_session: int = 0) -> Config:
+    return parse_config(
+        {
+            "matomo": {"url": "https://m.example.org/", "site_id": 1, "token_auth": "x" * 32},
+            "sources": [{**SOURCE, "password": "x"}],
+            "filters": {"min_session": min_session},
+        }
+    )
+
+
+def line(ip: str, agent: str, end: int, duration: int, path: str = "/live.mp3") -> str:
+    clf = datetime.fromtimestamp(end, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return f'{ip} - - [{clf}] "GET {path} HTTP/1.1" 200 4096 "-" "{agent}" {duration}'
+
+
+# -- the whole-file plan, as import planned before it streamed ------------------------------------
+
+
+def whole_file_slots(listens: Sequence[Listen]) -> list[int]:
+    slots = [0] * len(listens)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, listen in enumerate(listens):
+        groups.setdefault((listen.ip, listen.user_agent), []).append(index)
+    for indices in groups.values():
+        indices.sort(key=lambda i: (listens[i].start, listens[i].end, listens[i].line))
+        busy: list[tuple[int, int]] = []
+        free: list[int] = []
+        fresh = 0
+        for index in indices:
+            while busy and busy[0][0] <= listens[index].start:
+                heapq.heappush(free, heapq.heappop(busy)[1])
+            if free:
+                slot = heapq.heappop(free)
+            else:
+                slot, fresh = fresh, fresh + 1
+            slots[index] = slot
+            heapq.heappush(busy, (listens[index].end, slot))
+    return slots
+
+
+def request_time(event: Event) -> int:
+    start = event.session.started_at
+    return start if isinstance(event, SessionStarted) else max(start, event.at - 1)
+
+
+def whole_file_plan(lines: Sequence[str], conf: Config) -> list[Event]:
+    setup = PlanSetup.from_config(conf, conf.sources[0])
+    listens = list(setup.listens(lines, Counts()))
+    settings = ReplaySettings.from_config(conf)
+    events: list[Event] = []
+    for listen, slot in zip(listens, whole_file_slots(listens), strict=True):
+        session = Session(
+            "main",
+            "import:kkkkkkkkkkkkkkkk",
+            listen.mount,
+            str(listen.line),
+            listen.ip,
+            listen.user_agent,
+            listen.referrer,
+            listen.start,
+            slot,
+        )
+        events += replay_session(
+            session,
+            listen.end,
+            keepalive_interval=settings.keepalive_interval,
+            catchup_gap=settings.catchup_gap,
+            min_session=settings.min_session,
+        )
+    events.sort(key=request_time)
+    return events
+
+
+def by_visitor(events: Sequence[Event]) -> dict[tuple[str, str, int], list[Event]]:
+    visitors: dict[tuple[str, str, int], list[Event]] = {}
+    for event in events:
+        s = event.session
+        visitors.setdefault((s.ip, s.user_agent, s.slot), []).append(event)
+    return visitors
+
+
+# -- generated logs -------------------------------------------------------------------------------
+
+connection = st.tuples(
+    st.sampled_from(("192.0.2.1", "192.0.2.2", "2001:db8::1")),
+    st.sampled_from(AGENTS),
+    st.integers(0, 3000),  # end, seconds after T0
+    st.one_of(st.integers(0, 200), st.integers(0, 3000)),  # seconds connected
+)
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> list[str]:
+    """Lines mostly in the order of their ends, as servers write them, some out of order."""
+    connections = draw(st.lists(connection, max_size=60))
+    connections.sort(key=lambda c: c[2])
+    swaps = draw(st.lists(st.tuples(st.integers(0, 59), st.integers(0, 59)), max_size=5))
+    for a, b in swaps:
+        if a < len(connections) and b < len(connections):
+            connections[a], connections[b] = connections[b], connections[a]
+    lines = [line(ip, agent, T0 + end, duration) for ip, agent, end, duration in connections]
+    for at, cut in draw(st.lists(st.tuples(st.integers(0, 59), st.integers(0, 120)), max_size=3)):
+        if at < len(lines):  # a line cut short, as a full disk or a crash leaves it
+            lines.insert(at, lines[at][:cut])
+    return lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=logs(),
+    block=st.sampled_from((1, 2, 3, 8, 1024)),
+    long=st.sampled_from((0, 30, 500, 10**9)),
+    min_session=st.sampled_from((0, 1, 60)),
+)
+def test_the_streaming_plan_is_the_whole_file_plan(
+    lines: list[str], block: int, long: int, min_session: int
+) -> None:
+    conf = config(min_session)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(importer, "BLOCK", block)
+        patch.setattr(importer, "LONG", long)
+        counts = Counts()
+        streamed = list(
+            plan_lines(lines, config=conf, source=conf.sources[0], key="k" * 64, counts=counts)
+        )
+    expected = whole_file_plan(lines, conf)
+    assert sorted(map(repr, streamed)) == sorted(map(repr, expected))
+    assert by_visitor(streamed) == by_visitor(expected)
+    assert counts.requests == len(expected)
+    assert counts.lines == len(lines)
+
+
+def test_sessions_are_sent_while_the_log_is_still_being_read() -> None:
+    """A day of short sessions, one line every 10 s: each session's events leave the plan
+    within a few blocks of lines, not at the end of the file."""
+    conf = config()
+    lines = [line(f"198.51.100.{n % 200}", AGENTS[n % 2], T0 + 10 * n, 60) for n in range(8640)]
+    setup = PlanSetup.from_config(conf, conf.sources[0])
+    found = survey(lines, setup, Counts())
+    read = 0
+
+    def reading() -> Iterator[str]:
+        nonlocal read
+        for text in lines:
+            read += 1
+            yield text
+
+    counts = Counts()
+    lag = 0
+    for event in setup.events(found, setup.listens(reading(), counts), key="k" * 64, counts=counts):
+        lag = max(lag, read - int(event.session.client_id))
+    assert counts.sessions == len(lines)
+    assert lag <= 2 * importer.BLOCK
+
+
+def test_requests_at_one_time_keep_the_order_of_their_lines() -> None:
+    """A visitor's requests at the same second go in the order of their lines, as when the
+    whole file was sorted: here a session that starts as a look-alike's zero-second one ends,
+    whose line comes first (a log not quite in the order of ends)."""
+    conf = config()
+    lines = [
+        line("192.0.2.1", AGENTS[0], T0 + 4000, 4000),
+        line("192.0.2.1", AGENTS[0], T0, 0),
+        *(line("192.0.2.9", AGENTS[0], T0 + 10 * n, 5) for n in range(1, 400)),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(importer, "BLOCK", 4)
+        streamed = list(
+            plan_lines(lines, config=conf, source=conf.sources[0], key="k" * 64, counts=Counts())
+        )
+    expected = whole_file_plan(lines, conf)
+    first = by_visitor(streamed)[("192.0.2.1", AGENTS[0], 0)]
+    assert [(type(e).__name__, e.session.client_id) for e in first[:3]] == [
+        ("SessionStarted", "1"),
+        ("SessionStarted", "2"),
+        ("SessionEnded", "2"),
+    ]
+    assert by_visitor(streamed) == by_visitor(expected)
