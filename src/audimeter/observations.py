@@ -14,6 +14,11 @@ MAX_CONNECTED = 10 * 366 * 86400
 """Longer than ten years connected is a server's bug (a zero or future start time)."""
 
 
+def plausible(seconds: int) -> int:
+    """Seconds connected as reported, or 0 (just connected) when negative or absurd."""
+    return seconds if 0 <= seconds <= MAX_CONNECTED else 0
+
+
 class Listener(NamedTuple):
     """One connected listener as a server lists it (a tuple: polls build many of them)."""
 
