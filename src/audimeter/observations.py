@@ -122,6 +122,19 @@ class ListenerLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class LogPosition:
+    """How far a followed log file has been read: its inode and the offset after the last line.
+
+    A log follower reports it with the observations it read, and the store keeps it with their
+    effects, so that a restart reads on from there."""
+
+    source: str
+    path: str
+    inode: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time has passed; lets outage graces expire while servers are silent."""
 

@@ -30,7 +30,7 @@ from audimeter.events import Event, SessionKeptAlive
 from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import RequestMapper, mapper_for
 from audimeter.matomo.sink import MatomoSink
-from audimeter.observations import Observation, Tick
+from audimeter.observations import LogPosition, Observation, Tick
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Sessionizer
@@ -38,7 +38,7 @@ from audimeter.sinks import JsonLinesSink
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
-from audimeter.store import LogPosition, Store
+from audimeter.store import Store
 from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)

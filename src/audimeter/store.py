@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audimeter.events import Session
+from audimeter.observations import LogPosition
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -158,16 +159,6 @@ class Forgotten:
 class OutboxRow:
     id: int
     payload: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogPosition:
-    """How far a followed log file has been read: its inode and the offset after the last line."""
-
-    source: str
-    path: str
-    inode: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)
