@@ -49,6 +49,11 @@ Each open session was present at that poll, so its last sighting and the keep-al
 emitted follow from `last_seen` and need no state of their own; this keeps what must be stored
 per poll down to one row per mount. `take_changes` tells the store which sessions opened, went
 missing, closed, and were remembered or forgotten; the constructor takes all of it back.
+
+A poll of a large mount lists mostly the same listeners as the one before, and few of them have
+anything due. So each mount keeps an agenda (derived, never stored) of when each open session
+next needs a poll, and a poll looks only at the listeners that are new or due; one listed after
+a restart is looked at once, at the first poll.
 """
 
 from __future__ import annotations
@@ -134,6 +139,37 @@ class SessionForgotten:
 StateChange = SessionOpened | SessionClosed | SessionGone | SessionRemembered | SessionForgotten
 
 
+class _Agenda:
+    """When the open sessions of a mount next need a poll: a keep-alive falls due, or they have
+    lasted `min_session`. A poll looks at the listeners that are new or due; the rest, nearly
+    all of them, it passes over without a look. An entry may outlive its session: looking at a
+    listener that needs nothing does nothing, so only a missing entry would be wrong, and every
+    session gets one when it is opened and each time it is looked at."""
+
+    __slots__ = ("_ids", "_times")
+
+    def __init__(self) -> None:
+        self._ids: dict[int, set[str]] = {}
+        self._times: list[int] = []
+        """A heap of the times in `_ids`."""
+
+    def add(self, client_id: str, at: int) -> None:
+        ids = self._ids.get(at)
+        if ids is None:
+            self._ids[at] = {client_id}
+            heapq.heappush(self._times, at)
+        else:
+            ids.add(client_id)
+
+    def take(self, at: int) -> set[str]:
+        """The client ids due at or before `at`, which leave the agenda."""
+        due: set[str] = set()
+        times = self._times
+        while times and times[0] <= at:
+            due |= self._ids.pop(heapq.heappop(times))
+        return due
+
+
 @dataclass(slots=True)
 class _Mount:
     source: str
@@ -148,6 +184,7 @@ class _Mount:
     """When audimeter started again with this mount restored: its outage counts from then."""
     behind: int = 0
     """How far the clock was behind the mount's time at its last poll (after a step back)."""
+    agenda: _Agenda = field(default_factory=_Agenda)
 
 
 class _SlotPool:
@@ -241,6 +278,7 @@ class Sessionizer:
             last_seen = (gone or {}).get(session.key)
             if last_seen is None:
                 state.sessions[session.client_id] = session
+                state.agenda.add(session.client_id, 0)
                 identity = (session.ip, session.user_agent)
                 self._slots.setdefault(identity, _SlotPool()).take(session.slot)
             else:
@@ -336,7 +374,7 @@ class Sessionizer:
         sessions = state.sessions
 
         wait = self._exact_ends.get(obs.source)
-        for client_id in [c for c in sessions if c not in present]:
+        for client_id in list(itertools.filterfalse(present.__contains__, sessions)):
             session = sessions.pop(client_id)
             if wait is None:
                 self._close(session, last_seen, last_seen, EndReason.LEFT, events)
@@ -352,12 +390,22 @@ class Sessionizer:
 
         interval = self._interval
         min_session = self._min_session
-        listed: Iterable[tuple[int, str]] = enumerate(client_ids)
-        if len(present) != len(client_ids):  # a broken listing names a client twice: once counts
+        agenda = state.agenda
+        wanted = agenda.take(at)
+        wanted |= present.difference(sessions)
+        listed: Iterable[tuple[int, str]]
+        if len(present) == len(client_ids):
+            listed = (
+                (index, client_ids[index])
+                for index in itertools.compress(
+                    itertools.count(), map(wanted.__contains__, client_ids)
+                )
+            )
+        else:  # a broken listing names a client twice: once counts
             first: dict[str, int] = {}
             for index, client_id in enumerate(client_ids):
                 first.setdefault(client_id, index)
-            listed = sorted((index, client_id) for client_id, index in first.items())
+            listed = sorted((i, c) for c, i in first.items() if c in wanted)
         for index, client_id in listed:
             known = sessions.get(client_id)
             if known is None:
@@ -401,9 +449,13 @@ class Sessionizer:
                 events.append(SessionStarted(session))
                 previous = start
             else:
-                continue  # held back until it has lasted min_session
+                agenda.add(client_id, start + min_session)  # held back until then
+                continue
             if previous + interval <= at:
                 _keep_alive(session, previous, at, interval, self._catchup, events)
+            agenda.add(
+                client_id, start + (max(at, start) - start) // interval * interval + interval
+            )
         state.last_seen = at
         state.behind = at - obs.at
 
@@ -411,6 +463,7 @@ class Sessionizer:
         for session in state.sessions.values():
             self._close(session, state.last_seen, state.last_seen, reason, events)
         state.sessions = {}
+        state.agenda = _Agenda()
         for gone in state.gone.values():
             self._close(
                 gone.session, gone.last_seen, gone.last_seen, reason, events, slot_held=False
@@ -602,6 +655,7 @@ class Sessionizer:
             obs.query,
         )
         state.sessions[obs.client_id] = session
+        state.agenda.add(obs.client_id, 0)
         self._changes.append(SessionOpened(session))
         if self._min_session == 0:
             events.append(SessionStarted(session))
