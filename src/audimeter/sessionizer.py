@@ -393,20 +393,16 @@ class Sessionizer:
         agenda = state.agenda
         wanted = agenda.take(at)
         wanted |= present.difference(sessions)
-        listed: Iterable[tuple[int, str]]
+        listed: Iterable[int]
         if len(present) == len(client_ids):
-            listed = (
-                (index, client_ids[index])
-                for index in itertools.compress(
-                    itertools.count(), map(wanted.__contains__, client_ids)
-                )
-            )
+            listed = itertools.compress(itertools.count(), map(wanted.__contains__, client_ids))
         else:  # a broken listing names a client twice: once counts
             first: dict[str, int] = {}
             for index, client_id in enumerate(client_ids):
                 first.setdefault(client_id, index)
-            listed = sorted((i, c) for c, i in first.items() if c in wanted)
-        for index, client_id in listed:
+            listed = sorted(i for c, i in first.items() if c in wanted)
+        for index in listed:
+            client_id = client_ids[index]
             known = sessions.get(client_id)
             if known is None:
                 if client_id in ignored or client_id in state.gone:
