@@ -14,10 +14,10 @@ beyond the memory of ended sessions.
 Where a notice can point. A source listed in `exact_ends` does not end a session the moment a
 poll misses it: the session is *gone*, its slot is free, and it waits up to that many seconds
 for its notice (see `Gone`). When the wait is over it ends at its last sighting, as without
-exact ends. Every session that has ended, either way, is *remembered* for `RECENT_SECONDS`
-(see `Memory`), so a notice can be about an open session (the notice came before the poll that
-would have missed it), a gone one (the usual case), or a remembered one (the notice came late,
-or after the wait).
+exact ends. Every session of such a source that has ended, either way, is *remembered* for
+`RECENT_SECONDS` (see `Memory`), so a notice can be about an open session (the notice came
+before the poll that would have missed it), a gone one (the usual case), or a remembered one
+(the notice came late, or after the wait).
 
 Matching a notice with a client id (`find_session`). It is the open or gone session of that id,
 or a remembered one of that id. Client ids start again with the server, so a remembered session

@@ -52,8 +52,8 @@ missing, closed, and were remembered or forgotten; the constructor takes all of 
 
 A poll of a large mount lists mostly the same listeners as the one before, and few of them have
 anything due. So each mount keeps an agenda (derived, never stored) of when each open session
-next needs a poll, and a poll looks only at the listeners that are new or due; one listed after
-a restart is looked at once, at the first poll.
+next needs a poll, and a poll looks only at the listeners that are new or due (after a restart,
+the first poll looks at every one).
 """
 
 from __future__ import annotations
