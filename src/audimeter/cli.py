@@ -186,8 +186,8 @@ def forget_command(config_path: Path, address_text: str) -> None:
     Exit status: 0 done, 1 the state file is in use or cannot be used, 2 not an address or a
     configuration error.
     """
-    from audimeter.addresses import parse_address
-    from audimeter.privacy import anonymize_address, forget
+    from audimeter.addresses import anonymize_address, parse_address
+    from audimeter.privacy import forget
     from audimeter.store import Store, StoreError
 
     address = parse_address(address_text)

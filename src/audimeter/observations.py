@@ -14,6 +14,11 @@ MAX_CONNECTED = 10 * 366 * 86400
 """Longer than ten years connected is a server's bug (a zero or future start time)."""
 
 
+def plausible(seconds: int) -> int:
+    """Seconds connected as reported, or 0 (just connected) when negative or absurd."""
+    return seconds if 0 <= seconds <= MAX_CONNECTED else 0
+
+
 class Listener(NamedTuple):
     """One connected listener as a server lists it (a tuple: polls build many of them)."""
 
@@ -114,6 +119,19 @@ class ListenerLeft:
     referrer: str = ""
     query: str = ""
     forwarded_for: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """How far a followed log file has been read: its inode and the offset after the last line.
+
+    A log follower reports it with the observations it read, and the store keeps it with their
+    effects, so that a restart reads on from there."""
+
+    source: str
+    path: str
+    inode: int
+    offset: int
 
 
 @dataclass(frozen=True, slots=True)

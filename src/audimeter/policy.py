@@ -18,10 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from audimeter.addresses import parse_address, unmapped_network, within
+from audimeter.addresses import mask_address, parse_address, unmapped_network, within
 from audimeter.config import Config, IpPrivacy, Network, UserAgentPrivacy
 from audimeter.observations import Listener
-from audimeter.privacy import mask_address
 
 AGENT_VERDICTS = 10_000
 """How many user agents' verdicts are remembered; more distinct ones start the memory afresh."""

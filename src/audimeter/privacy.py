@@ -25,45 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Address, IPv6Address
 
 from audimeter.addresses import Address, parse_address
-from audimeter.config import Config, IpPrivacy, SaltRotation
+from audimeter.config import Config, SaltRotation
 from audimeter.store import Forgotten, Store
 
-_IPV4_KEEP = 0xFFFF_FF00  # /24
-_IPV6_KEEP = ((1 << 48) - 1) << 80  # /48
 _DAY = 86_400
 _LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime can show
-
-
-# -- addresses ------------------------------------------------------------------------------------
-
-
-def anonymize_address(text: str) -> str:
-    """The network of an address: IPv4 /24 (last octet zeroed), IPv6 /48; "" for no address.
-
-    An IPv4 address carried in IPv6 (mapped, or 6to4, whose /48 holds the whole IPv4
-    address) becomes the /24 of that IPv4 address.
-    """
-    address = parse_address(text)
-    if address is None:
-        return ""
-    if isinstance(address, IPv6Address):
-        if address.sixtofour is not None:
-            address = address.sixtofour
-        else:
-            return str(IPv6Address(int(address) & _IPV6_KEEP))
-    return str(IPv4Address(int(address) & _IPV4_KEEP))
-
-
-def mask_address(text: str, mode: IpPrivacy) -> str:
-    """The address as `[privacy] ip` lets it be kept and sent."""
-    if mode == "full":
-        return text
-    if mode == "anonymize":
-        return anonymize_address(text)
-    return ""
 
 
 # -- salts ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from audimeter.journal import Stamper
 from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import MatomoSink
-from audimeter.observations import Observation, Tick
+from audimeter.observations import LogPosition, Observation, Tick
 from audimeter.outputs.base import KeepaliveLimits
 from audimeter.outputs.factory import make_outputs
 from audimeter.outputs.jsonl import JsonLinesOutput
@@ -44,7 +44,7 @@ from audimeter.sessionizer import Sessionizer
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
-from audimeter.store import LogPosition, Stamped, Store
+from audimeter.store import Stamped, Store
 from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)

@@ -28,22 +28,15 @@ observations always give the same events; time arrives inside the observations.
   clock stepped back) is dated by its listeners instead: a known one's start plus the seconds
   it has been connected. A mount with nobody open follows the clock back.
 
-Exact ends. `ListenerLeft` says a connection ended at `at` after `duration` seconds: from
-Icecast's URL authentication (with the client id) or from an access log (without; matched by
-mount, address, player and start time). For a source listed in `exact_ends`, a session missing
-from a poll does not end at once: it is *gone*, its slot is free, and it waits up to that many
-seconds for its `ListenerLeft`, which ends it at the exact time; otherwise it ends at its last
-sighting. A `ListenerLeft` for a session never seen (shorter than a poll interval) replays the
-whole session at once. A log line names no client id: it fits a session of its address and
-player (compared as Icecast logs players: 2.4's `.` for odd bytes, KH's cut at 150 bytes; a
-player the listing could not show, bytes that are not UTF-8, fits one listed without) that
-started within `START_TOLERANCE` of it and was not listed after it ended. Ended sessions are
-remembered for `RECENT_SECONDS` (counted from the mount's last poll while its server is
-silent), beyond their mount and server instance, so a late `ListenerLeft` never counts a
-session twice. One ended at its last sighting that the server lists again (it stayed through
-an outage) carries on as a new session, and its `ListenerLeft` ends that one. `ListenerJoined`
-(URL authentication) starts a session at the moment it connected, with the query string it
-asked for, on a mount already polled; a poll then finds it like any other.
+Exact ends. A server may also say when a connection ended (`ListenerLeft`, from Icecast's URL
+authentication or its access log). For a source listed in `exact_ends`, a session missing from
+a poll does not end at once: it is *gone*, its slot is free, and it waits up to that many seconds
+for its notice, which ends it at the exact time; otherwise it ends at its last sighting. Which
+session a notice is about, how long ended sessions are remembered and why: see
+`audimeter.exactends`. A notice about no known session (one shorter than a poll interval)
+replays the whole session at once. `ListenerJoined` (URL authentication) starts a session at the
+moment it connected, with the query string it asked for, on a mount already polled; a poll then
+finds it like any other.
 
 Two options shape what counts. `admit` sees each new listener once and may leave it out (a relay,
 a monitor) or correct it (its address behind a proxy); a listener left out stays out while it is
@@ -56,10 +49,16 @@ Each open session was present at that poll, so its last sighting and the keep-al
 emitted follow from `last_seen` and need no state of their own; this keeps what must be stored
 per poll down to one row per mount. `take_changes` tells the store which sessions opened, went
 missing, closed, and were remembered or forgotten; the constructor takes all of it back.
+
+A poll of a large mount lists mostly the same listeners as the one before, and few of them have
+anything due. So each mount keeps an agenda (derived, never stored) of when each open session
+next needs a poll, and a poll looks only at the listeners that are new or due (after a restart,
+the first poll looks at every one).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import statistics
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -73,8 +72,17 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
+from audimeter.exactends import (
+    RECENT_SECONDS,
+    Gone,
+    Memory,
+    exact_end,
+    find_session,
+)
+from audimeter.exactends import (
+    SessionRemembered as SessionRemembered,  # a state change for the store, named here too
+)
 from audimeter.observations import (
-    MAX_CONNECTED,
     Listener,
     ListenerJoined,
     ListenerLeft,
@@ -83,6 +91,7 @@ from audimeter.observations import (
     Observation,
     SourceSeen,
     Tick,
+    plausible,
 )
 from audimeter.slots import SlotPool
 
@@ -122,18 +131,6 @@ class SessionGone:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionRemembered:
-    """An ended session of a source with exact ends, kept for `RECENT_SECONDS` so that a late
-    notice of its end is recognised. `seen` is its last sighting by a poll (its start when it
-    was never polled); `exact` says the end came from a notice rather than from a poll."""
-
-    session: Session
-    end: int
-    seen: int
-    exact: bool
-
-
-@dataclass(frozen=True, slots=True)
 class SessionForgotten:
     """A remembered session the store can drop."""
 
@@ -142,17 +139,36 @@ class SessionForgotten:
 
 StateChange = SessionOpened | SessionClosed | SessionGone | SessionRemembered | SessionForgotten
 
-RECENT_SECONDS = 900
-"""How long ended sessions are remembered, so that a late notice of their end is recognised."""
-START_TOLERANCE = 3
-"""Seconds by which a log line's start (end - duration) may differ from the polled start."""
 
+class _Agenda:
+    """When the open sessions of a mount next need a poll: a keep-alive falls due, or they have
+    lasted `min_session`. A poll looks at the listeners that are new or due; the rest, nearly
+    all of them, it passes over without a look. An entry may outlive its session: looking at a
+    listener that needs nothing does nothing, so only a missing entry would be wrong, and every
+    session gets one when it is opened and each time it is looked at."""
 
-@dataclass(slots=True)
-class _Gone:
-    session: Session
-    last_seen: int
-    deadline: int
+    __slots__ = ("_ids", "_times")
+
+    def __init__(self) -> None:
+        self._ids: dict[int, set[str]] = {}
+        self._times: list[int] = []
+        """A heap of the times in `_ids`."""
+
+    def add(self, client_id: str, at: int) -> None:
+        ids = self._ids.get(at)
+        if ids is None:
+            self._ids[at] = {client_id}
+            heapq.heappush(self._times, at)
+        else:
+            ids.add(client_id)
+
+    def take(self, at: int) -> set[str]:
+        """The client ids due at or before `at`, which leave the agenda."""
+        due: set[str] = set()
+        times = self._times
+        while times and times[0] <= at:
+            due |= self._ids.pop(heapq.heappop(times))
+        return due
 
 
 @dataclass(slots=True)
@@ -164,15 +180,12 @@ class _Mount:
     sessions: dict[str, Session] = field(default_factory=dict)
     ignored: set[str] = field(default_factory=set)
     """Listed client ids that `admit` left out."""
-    gone: dict[str, _Gone] = field(default_factory=dict)
+    gone: dict[str, Gone] = field(default_factory=dict)
     resumed_at: int = 0
     """When audimeter started again with this mount restored: its outage counts from then."""
     behind: int = 0
     """How far the clock was behind the mount's time at its last poll (after a step back)."""
-
-
-_Recent = dict[str, dict[str, SessionRemembered]]
-"""Remembered sessions of one mount: server instance → client id → session, oldest first."""
+    agenda: _Agenda = field(default_factory=_Agenda)
 
 
 class Sessionizer:
@@ -213,9 +226,7 @@ class Sessionizer:
         self._mounts: dict[tuple[str, str], _Mount] = {}
         self._instances: dict[str, str] = dict(instances or {})
         self._slots: dict[tuple[str, str], SlotPool] = {}
-        self._recent: dict[tuple[str, str], _Recent] = {}
-        """Ended sessions of sources with exact ends, by (source, mount); they outlive the
-        mount and the server instance, whose late notices they are there for."""
+        self._memory = Memory()
         resumed = resumed_at or 0
         for record in mounts:
             self._mounts[(record.source, record.mount)] = _Mount(
@@ -231,11 +242,12 @@ class Sessionizer:
             last_seen = (gone or {}).get(session.key)
             if last_seen is None:
                 state.sessions[session.client_id] = session
+                state.agenda.add(session.client_id, 0)
                 identity = (session.ip, session.user_agent)
                 self._slots.setdefault(identity, SlotPool()).take(session.slot)
             else:
                 deadline = max(last_seen, resumed) + self._exact_ends.get(session.source, 0)
-                state.gone[session.client_id] = _Gone(session, last_seen, deadline)
+                state.gone[session.client_id] = Gone(session, last_seen, deadline)
         for entry in sorted(remembered, key=lambda entry: entry.end):
             self._remember(entry, store=False)
 
@@ -287,7 +299,7 @@ class Sessionizer:
                 if state.sessions and now - max(state.last_seen, state.resumed_at) > grace:
                     self._end_all(state, EndReason.SOURCE_LOST, events)
                 self._expire(state, now, events)
-            for key in list(self._recent):
+            for key in self._memory.mounts():
                 self._forget(key, observation.at)
         return events
 
@@ -326,29 +338,35 @@ class Sessionizer:
         sessions = state.sessions
 
         wait = self._exact_ends.get(obs.source)
-        for client_id in [c for c in sessions if c not in present]:
+        for client_id in list(itertools.filterfalse(present.__contains__, sessions)):
             session = sessions.pop(client_id)
             if wait is None:
                 self._close(session, last_seen, last_seen, EndReason.LEFT, events)
             else:
                 self._release_slot(session)
-                state.gone[client_id] = _Gone(session, last_seen, at + wait)
+                state.gone[client_id] = Gone(session, last_seen, at + wait)
                 self._changes.append(SessionGone(session, last_seen))
         self._expire(state, at, events)
         ignored = state.ignored
         if ignored:
             ignored.intersection_update(present)
-        recent = self._recent.get(key, {}).get(obs.instance, {})
+        recent = self._memory.of(obs.source, obs.mount).get(obs.instance, {})
 
         interval = self._interval
         min_session = self._min_session
-        listed: Iterable[tuple[int, str]] = enumerate(client_ids)
-        if len(present) != len(client_ids):  # a broken listing names a client twice: once counts
+        agenda = state.agenda
+        wanted = agenda.take(at)
+        wanted |= present.difference(sessions)
+        listed: Iterable[int]
+        if len(present) == len(client_ids):
+            listed = itertools.compress(itertools.count(), map(wanted.__contains__, client_ids))
+        else:  # a broken listing names a client twice: once counts
             first: dict[str, int] = {}
             for index, client_id in enumerate(client_ids):
                 first.setdefault(client_id, index)
-            listed = sorted((index, client_id) for client_id, index in first.items())
-        for index, client_id in listed:
+            listed = sorted(i for c, i in first.items() if c in wanted)
+        for index in listed:
+            client_id = client_ids[index]
             known = sessions.get(client_id)
             if known is None:
                 if client_id in ignored or client_id in state.gone:
@@ -363,7 +381,7 @@ class Sessionizer:
                         ignored.add(client_id)
                         continue
                     listener = admitted
-                start = at - _plausible(listener.connected)
+                start = at - plausible(listener.connected)
                 if floor is not None and start < floor:
                     start = floor
                 session = Session(
@@ -391,9 +409,13 @@ class Sessionizer:
                 events.append(SessionStarted(session))
                 previous = start
             else:
-                continue  # held back until it has lasted min_session
+                agenda.add(client_id, start + min_session)  # held back until then
+                continue
             if previous + interval <= at:
                 _keep_alive(session, previous, at, interval, self._catchup, events)
+            agenda.add(
+                client_id, start + (max(at, start) - start) // interval * interval + interval
+            )
         state.last_seen = at
         state.behind = at - obs.at
 
@@ -401,6 +423,7 @@ class Sessionizer:
         for session in state.sessions.values():
             self._close(session, state.last_seen, state.last_seen, reason, events)
         state.sessions = {}
+        state.agenda = _Agenda()
         for gone in state.gone.values():
             self._close(
                 gone.session, gone.last_seen, gone.last_seen, reason, events, slot_held=False
@@ -466,11 +489,7 @@ class Sessionizer:
             )
 
     def _remember(self, entry: SessionRemembered, *, store: bool = True) -> None:
-        session = entry.session
-        instances = self._recent.setdefault((session.source, session.mount), {})
-        entries = instances.setdefault(session.instance, {})
-        entries.pop(session.client_id, None)  # to the end, so that the oldest come first
-        entries[session.client_id] = entry
+        self._memory.remember(entry)
         if store:
             self._changes.append(entry)
 
@@ -480,24 +499,13 @@ class Sessionizer:
         # While a server is silent, notices of its listeners may still come (its log is read
         # on): they are remembered for that long after its last poll.
         horizon = (at if state is None else min(at, state.last_seen)) - RECENT_SECONDS
-        instances = self._recent[key]
-        for instance in list(instances):
-            entries = instances[instance]
-            while entries:
-                client_id, entry = next(iter(entries.items()))
-                if entry.end >= horizon:
-                    break  # ends come nearly in order: the few late ones go a little later
-                del entries[client_id]
-                self._changes.append(SessionForgotten(entry.session))
-            if not entries:
-                del instances[instance]
-        if not instances:
-            del self._recent[key]
+        for session in self._memory.forget(key, horizon):
+            self._changes.append(SessionForgotten(session))
 
     # -- exact ends and starts ------------------------------------------------------------------
 
     def _listener_left(self, obs: ListenerLeft, events: list[Event]) -> None:
-        start = obs.at - _plausible(obs.duration)
+        start = obs.at - plausible(obs.duration)
         # Sessions hold listeners as `admit` left them (proxy resolved, [privacy] applied): a
         # log line is matched to them as admitted too. None: it would never have counted.
         heard = Listener(obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for)
@@ -508,10 +516,14 @@ class Sessionizer:
         else:  # a log that does not name the stream (SHOUTcast 2's W3C log): any of the source's
             states = [s for s in self._mounts.values() if s.source == obs.source]
             state = states[0] if len(states) == 1 else None
-            known = itertools.chain(self._mounts, self._recent)
+            known = itertools.chain(self._mounts, self._memory.mounts())
             mounts = sorted({mount for source, mount in known if source == obs.source})
         for mount in mounts:
-            if self._end_exactly(obs, mount, listener, start, events):
+            live = self._mounts.get((obs.source, mount))
+            found = find_session(obs, live, self._memory.of(obs.source, mount), listener, start)
+            if found is not None:
+                if found.client_id is not None and live is not None:
+                    self._end_live(live, found.client_id, obs, events)
                 return
         # Never seen by a poll: the whole session at once, if it is known where it listened.
         instance = self._instances.get(obs.source)
@@ -522,7 +534,7 @@ class Sessionizer:
         # Its requests come after those of sessions that ended since: a slot none of them used
         # keeps them out of those visits.
         identity = (listener.ip, listener.user_agent)
-        remembered = self._recent.get((obs.source, mount), {}).get(instance, {})
+        remembered = self._memory.of(obs.source, mount).get(instance, {})
         ended = [entry.session for entry in remembered.values()]
         if state is not None:
             ended += [g.session for g in state.gone.values()]
@@ -550,57 +562,13 @@ class Sessionizer:
             )
         )
 
-    def _end_exactly(
-        self,
-        obs: ListenerLeft,
-        mount: str,
-        listener: Listener | None,
-        start: int,
-        events: list[Event],
-    ) -> bool:
-        """End the session of `mount` that an exact notice describes; False if it has none.
-
-        True also when that session ended already: a notice never counts a session twice.
-        """
-        key = (obs.source, mount)
-        state = self._mounts.get(key)
-        recent = self._recent.get(key, {})
-        if obs.client_id:
-            if state is not None and self._end_live(state, obs.client_id, obs, events):
-                return True
-            for instance, entries in recent.items():
-                entry = entries.get(obs.client_id)
-                if entry is None:
-                    continue
-                # Client ids start again with the server: one of an earlier instance must also
-                # have started when the notice says.
-                current = state is not None and instance == state.instance
-                if current or abs(entry.session.started_at - start) <= START_TOLERANCE:
-                    return True
-            return False
-        if listener is None:
-            return False
-        match = _match(state, recent, listener, start, obs.at)
-        if match is None:
-            return False
-        if isinstance(match, SessionRemembered):
-            # Ended at its last sighting (an outage, a wait without notice), and listed again
-            # since: the notice ends the session that carried on.
-            if not match.exact and state is not None and match.session.instance == state.instance:
-                self._end_live(state, match.session.client_id, obs, events)
-            return True
-        assert state is not None
-        session = match if isinstance(match, Session) else match.session
-        self._end_live(state, session.client_id, obs, events)
-        return True
-
     def _end_live(
         self, state: _Mount, client_id: str, notice: ListenerLeft, events: list[Event]
     ) -> bool:
         """End an open or gone session of `state` as `notice` says; False if there is none."""
         session = state.sessions.pop(client_id, None)
         if session is not None:
-            end = _exact_end(session, notice)
+            end = exact_end(session, notice)
             self._close(session, state.last_seen, end, EndReason.LEFT, events, exact=True)
             return True
         gone = state.gone.pop(client_id, None)
@@ -608,7 +576,7 @@ class Sessionizer:
             self._close(
                 gone.session,
                 gone.last_seen,
-                _exact_end(gone.session, notice),
+                exact_end(gone.session, notice),
                 EndReason.LEFT,
                 events,
                 slot_held=False,
@@ -623,7 +591,7 @@ class Sessionizer:
             return  # an unpolled mount waits for its first poll, which lists everyone
         if obs.client_id in state.ignored or obs.client_id in state.gone:
             return
-        if obs.client_id in self._recent.get((obs.source, obs.mount), {}).get(state.instance, {}):
+        if obs.client_id in self._memory.of(obs.source, obs.mount).get(state.instance, {}):
             return  # ended already: a late notice
         listener = Listener(
             obs.client_id, obs.ip, obs.user_agent, 0, obs.referrer, obs.forwarded_for
@@ -647,6 +615,7 @@ class Sessionizer:
             obs.query,
         )
         state.sessions[obs.client_id] = session
+        state.agenda.add(obs.client_id, 0)
         self._changes.append(SessionOpened(session))
         if self._min_session == 0:
             events.append(SessionStarted(session))
@@ -664,16 +633,6 @@ class Sessionizer:
         return slot
 
 
-def _exact_end(session: Session, notice: ListenerLeft) -> int:
-    """Where an exact notice ends a session: its start plus the seconds the server measured,
-    when both agree on the start within `START_TOLERANCE` (the whole-second clocks of server
-    and audimeter, read moments apart, may not); else the notice's own time."""
-    connected = _plausible(notice.duration)
-    if abs(notice.at - connected - session.started_at) <= START_TOLERANCE:
-        return session.started_at + connected
-    return notice.at
-
-
 _SAMPLE = 101
 """Listeners enough to tell the time by."""
 
@@ -685,81 +644,10 @@ def _time_by_listeners(sessions: Mapping[str, Session], table: ListenerTable) ->
     for index, client_id in enumerate(table.client_ids):
         session = sessions.get(client_id)
         if session is not None:
-            told.append(session.started_at + _plausible(table.details(index).connected))
+            told.append(session.started_at + plausible(table.details(index).connected))
             if len(told) == _SAMPLE:
                 break
     return statistics.median_low(told) if told else 0
-
-
-def _match(
-    state: _Mount | None, recent: _Recent, listener: Listener, start: int, end: int
-) -> Session | _Gone | SessionRemembered | None:
-    """The session of a mount that a log line's (admitted) listener describes, open, gone or
-    remembered; None when none fits.
-
-    It has the line's address and player (see `_same_player`) and started within
-    `START_TOLERANCE` of the line's start; and the server did not list it after the line's end,
-    which tells a connection from a look-alike (the same player at the same address) that came
-    and went between two polls. A session listed without a player matches a line whose player
-    could not be listed, if no session of that player fits.
-    """
-    best: Session | _Gone | SessionRemembered | None = None
-    best_rank = (2, 0)
-    latest = end + START_TOLERANCE
-    ip, user_agent = listener.ip, listener.user_agent
-    logged = _as_logged(user_agent)
-    unlistable = _UNREADABLE in user_agent
-    candidates: list[Iterable[tuple[Session | _Gone | SessionRemembered, Session]]] = []
-    if state is not None:
-        if state.last_seen <= latest:  # every open session was listed at the last poll
-            candidates.append((session, session) for session in state.sessions.values())
-        candidates.append((g, g.session) for g in state.gone.values() if g.last_seen <= latest)
-    candidates += (
-        ((e, e.session) for e in entries.values() if e.seen <= latest)
-        for entries in recent.values()
-    )
-    for candidate, session in itertools.chain.from_iterable(candidates):
-        gap = abs(session.started_at - start)
-        if session.ip != ip or gap > START_TOLERANCE:
-            continue
-        if _same_player(session.user_agent, user_agent, logged):
-            rank = (0, gap)
-        elif unlistable and not session.user_agent:
-            rank = (1, gap)
-        else:
-            continue
-        if rank < best_rank:
-            best, best_rank = candidate, rank
-    return best
-
-
-_UNREADABLE = "\ufffd"
-"""What a log line holds for bytes that are not UTF-8: Icecast-KH leaves such a user agent out
-of its listing, 2.5 lists it empty."""
-KH_CUT = 150
-"""Icecast-KH writes at most this many bytes of a user agent to its access log."""
-
-
-def _same_player(polled: str, line: str, logged: str) -> bool:
-    """Whether a polled user agent and a log line's (`logged`: the line's in 2.4's form) are the
-    same player: equal; equal as Icecast 2.4 logs them; or the line's is the polled one cut
-    as Icecast-KH cuts it."""
-    if polled == line or _as_logged(polled) == logged:
-        return True
-    raw = polled.encode("utf-8", "replace")
-    return len(raw) > KH_CUT and raw[:KH_CUT].decode("utf-8", "replace") == line
-
-
-_LOGGED_AS_DOT = bytes(
-    byte if 0x20 <= byte < 0x7F and chr(byte) not in '!"\\`' else ord(".") for byte in range(256)
-)
-
-
-def _as_logged(user_agent: str) -> str:
-    """A user agent as Icecast 2.4 writes it to its access log: each control character, `!`,
-    `"`, backslash, backquote and byte outside ASCII as `.` (`Média` → `M..dia`). A line's
-    user agent and a polled one are the same player when they agree in this form."""
-    return user_agent.encode("utf-8", "replace").translate(_LOGGED_AS_DOT).decode("ascii")
 
 
 def _keep_alive(
@@ -805,8 +693,3 @@ def replay_session(
     previous = start + (end - start) // keepalive_interval * keepalive_interval
     events.append(SessionEnded(session, end, previous, reason))
     return events
-
-
-def _plausible(seconds: int) -> int:
-    """Seconds connected as reported, or 0 (just connected) when negative or absurd."""
-    return seconds if 0 <= seconds <= MAX_CONNECTED else 0

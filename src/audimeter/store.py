@@ -36,6 +36,7 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
+from audimeter.observations import LogPosition
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -246,16 +247,6 @@ class JournalRow:
     event: Event | None
     visitor_id: str = ""
     payload: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LogPosition:
-    """How far a followed log file has been read: its inode and the offset after the last line."""
-
-    source: str
-    path: str
-    inode: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)

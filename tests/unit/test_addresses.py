@@ -6,11 +6,10 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from audimeter.addresses import parse_address, unmapped_network, within
+from audimeter.addresses import anonymize_address, parse_address, unmapped_network, within
 from audimeter.config import parse_config
 from audimeter.observations import Listener
 from audimeter.policy import ListenerPolicy, client_address
-from audimeter.privacy import anonymize_address
 
 V4_PROXIES = [ip_network("10.0.0.0/8")]
 

@@ -151,6 +151,26 @@ def test_listener_without_an_id_is_left_out() -> None:
     ]
 
 
+def test_listeners_are_decoded_in_any_order_asked() -> None:
+    """Found from the start, the end or the listener found last, among other elements."""
+    count = 40
+    payload = (
+        b'<icestats><source mount="/a"><Listeners>40</Listeners>'
+        + b"".join(
+            b"<listener><IP>10.0.0.%d</IP><Connected>%d</Connected><ID>%d</ID></listener>%s"
+            % (i, i, 100 + i, b"<other/>" if i % 3 == 0 else b"")
+            for i in range(count)
+        )
+        + b"</source></icestats>"
+    )
+    expected = [Listener(str(100 + i), f"10.0.0.{i}", "", i) for i in range(count)]
+    _, table = parse_listclients(payload)
+    order = [35, 36, 39, 2, 3, 38, 20, 19, 0, 39, 21, 1, 30, 10, 10, 11, 37]
+    assert [table.details(i) for i in order] == [expected[i] for i in order]
+    with pytest.raises(IndexError):
+        table.details(count)
+
+
 # -- Icecast 2.5.0-rc2 and Icecast-KH (kh22), captured from real servers --------------------------
 # 2.5 writes lower-case listener fields, an `id` attribute and more elements (host, role, acl,
 # tls, protocol, history) and lists a user agent that is not UTF-8 empty; KH adds `<Referer>` and

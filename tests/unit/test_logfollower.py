@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from audimeter.config import SourceConfig
-from audimeter.observations import ListenerLeft
+from audimeter.observations import ListenerLeft, LogPosition
 from audimeter.sources.logfollower import LogFollower
-from audimeter.store import LogPosition
 
 ICECAST_LISTENER = (
     '203.0.113.7 - - [26/Nov/2026:12:44:30 +0000] "GET /live.mp3 HTTP/1.1" 200 10958 '

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 import pytest
 from click.testing import CliRunner
 
-from audimeter.addresses import parse_address
+from audimeter.addresses import anonymize_address, mask_address, parse_address
 from audimeter.cli import main
 from audimeter.config import ConfigError, parse_config
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -23,10 +23,8 @@ from audimeter.policy import ListenerPolicy
 from audimeter.privacy import (
     AddressMatcher,
     SaltBook,
-    anonymize_address,
     first_day_of_period,
     forget,
-    mask_address,
     period_of,
 )
 from audimeter.sessionizer import (

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audimeter.observations import LogPosition
 from audimeter.sources import tailer as tailer_module
 from audimeter.sources.tailer import LogTailer, TailError
-from audimeter.store import LogPosition
 
 
 def append(path: Path, data: bytes) -> None:

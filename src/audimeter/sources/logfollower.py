@@ -13,10 +13,9 @@ from pathlib import Path
 
 from audimeter.config import SourceConfig
 from audimeter.logs import ProblemLog
-from audimeter.observations import ListenerLeft
+from audimeter.observations import ListenerLeft, LogPosition
 from audimeter.sources.accesslog import is_directive, is_listener, parser_for
 from audimeter.sources.tailer import LogTailer, TailError
-from audimeter.store import LogPosition
 
 log = logging.getLogger(__name__)
 

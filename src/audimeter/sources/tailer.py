@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from audimeter.store import LogPosition
+from audimeter.observations import LogPosition
 
 _CHUNK = 64 * 1024
 """Bytes asked of the file at once."""
