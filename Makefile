@@ -20,5 +20,5 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 test: $(BIN)/.installed lint
-	@command -v icecast2 >/dev/null || scripts/install-icecast
+	scripts/install-test-deps
 	$(BIN)/pytest
