@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.audimeter import wait_for
@@ -19,7 +21,7 @@ from tests.support.faults import (
     state_rows,
     write_config,
 )
-from tests.support.matomo import RecordingMatomo
+from tests.support.matomo import RecordingMatomo, TrackedRequest
 from tests.support.shoutcast import Dnas2Emulator
 
 from .conftest import Figures
@@ -74,22 +76,53 @@ class Crowd(threading.Thread):
                 self.returning.append(self.audience.who(uid))
 
 
+def _epoch(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+def jsonl_events(path: Path) -> tuple[set[tuple[str, str, int]], int]:
+    """(visitor, kind, time as Matomo's `cdt` gives it) of each JSON line, and how many lines
+    repeat an earlier one's `seq` (a batch written again after a kill)."""
+    events: set[tuple[str, str, int]] = set()
+    seqs: set[int] = set()
+    repeated = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record["seq"] in seqs:
+            repeated += 1
+            continue
+        seqs.add(record["seq"])
+        kind = {"start": "start", "keepalive": "keep-alive", "end": "end"}[record["event"]]
+        started, at = _epoch(record["started_at"]), _epoch(record["at"])
+        events.add(
+            (record["visitor_id"], kind, started if kind == "start" else max(started, at - 1))
+        )
+    return events, repeated
+
+
+def matomo_events(requests: list[TrackedRequest]) -> set[tuple[str, str, int]]:
+    return {(r.params["cid"], r.params.get("e_a", "start"), int(r.params["cdt"])) for r in requests}
+
+
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, figures: Figures) -> None:
-    """audimeter is killed (SIGKILL) 12 times, after runs of 0.3 to 3 s (seeded), and started
-    again each time, while listeners join, leave and come back, and Matomo takes 0.15 s per
-    batch (so that batches are often in flight when the kill comes).
+    """audimeter, with two outputs (Matomo and a JSON-lines file), is killed (SIGKILL) 12 times,
+    after runs of 0.3 to 3 s (seeded), and started again each time, while listeners join, leave
+    and come back, and Matomo takes 0.15 s per batch (so that batches are often in flight when
+    the kill comes).
 
     Lost: nothing: every listener has exactly one start and one end, its keep-alives complete,
-    in time order; those who left while audimeter was down end at their last sighting.
+    in time order; those who left while audimeter was down end at their last sighting. The
+    JSON lines hold exactly the events Matomo received, each once by its `seq`.
     Duplicates: only the batch in flight at a kill can arrive again, so at most
-    kills x batch_size; the count is printed.
+    kills x batch_size at Matomo; the lines written again are counted and printed.
     """
     rng = random.Random(SEED)
     runs = [round(rng.uniform(0.3, 3.0), 2) for _ in range(KILLS)]
     with Dnas2Emulator(streams={1: "/stream"}) as dnas, RecordingMatomo() as matomo:
         matomo.delay(0.15)
+        lines = tmp_path / "sessions.jsonl"
         config = write_config(
-            tmp_path, source_url=dnas.url, matomo_url=matomo.url, batch_size=BATCH
+            tmp_path, source_url=dnas.url, matomo_url=matomo.url, batch_size=BATCH, jsonl=lines
         )
         db = tmp_path / "state" / "audimeter.db"
         audience = Audience(dnas)
@@ -121,9 +154,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, figures: Figure
                         MATOMO_BACKLOG,
                     )[0][0]
                     == 0
+                    and len(jsonl_events(lines)[0]) >= len(matomo_events(matomo.requests))
                 ),
                 30,
-                "every session ended and delivered",
+                "every session ended and delivered to both outputs",
             )
             code, _ = daemon.stop()
         finally:
@@ -137,9 +171,12 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, figures: Figure
     report = check_delivery(audience.seen, matomo.requests, end_slack=blind + 1.5)
     assert report.duplicates <= KILLS * BATCH
     assert len(audience.seen) >= 15
+    written, rewritten = jsonl_events(lines)
+    assert written == matomo_events(matomo.requests)
     figures(
         f"{report.line()}; {KILLS} kills (seed {SEED}, runs {min(runs)}-{max(runs)} s), "
         f"duplicate bound {KILLS} x batch_size {BATCH} = {KILLS * BATCH}, "
         f"{logs.count('open session(s) resumed')} of {KILLS + 1} runs got as far as resuming, "
-        f"longest time without a committed poll {blind} s"
+        f"longest time without a committed poll {blind} s; JSON lines: {len(written)} events, "
+        f"{rewritten} line(s) written again"
     )

@@ -610,8 +610,10 @@ def write_config(
     username: str = "admin",
     password: str = DNAS2_ADMIN_PASSWORD,
     name: str = "audimeter.toml",
+    jsonl: Path | None = None,
 ) -> Path:
-    """A configuration for one source (SHOUTcast 2 by default) and a Matomo; returns its path."""
+    """A configuration for one source (SHOUTcast 2 by default), a Matomo and, with `jsonl`, a
+    JSON-lines file beside it; returns its path."""
     lines = [
         "[state]",
         f'path = "{state or directory / "state" / "audimeter.db"}"',
@@ -623,6 +625,7 @@ def write_config(
         f"visit_length = {visit_length}",
         f"batch_size = {batch_size}",
         f"timeout = {matomo_timeout}",
+        *(["[jsonl]", f'path = "{jsonl}"'] if jsonl is not None else []),
         "[[sources]]",
         'name = "sc"',
         f'kind = "{kind}"',
