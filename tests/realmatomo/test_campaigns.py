@@ -34,17 +34,8 @@ def write_config(tmp_path: Path, icecast: IcecastServer, lab: MatomoLab, port: i
     user, password = icecast.admin_auth
     path = tmp_path / "audimeter.toml"
     path.write_text(
-        f"""
-[state]
-path = "{tmp_path / "state.db"}"
-
-[matomo]
-url = "{lab.url}"
-site_id = {lab.site_id}
-token_auth = "{lab.token}"
-keepalive_interval = {KEEPALIVE}
-visit_length = {lab.visit_length}
-
+        lab.config_head(tmp_path / "state.db", KEEPALIVE)
+        + f"""
 [webhook]
 listen = "127.0.0.1:{port}"
 username = "{USERNAME}"

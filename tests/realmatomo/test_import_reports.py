@@ -138,17 +138,8 @@ def write_log(path: Path, played: list[Played]) -> None:
 def write_config(tmp_path: Path, lab: MatomoLab) -> Path:
     path = tmp_path / "audimeter.toml"
     path.write_text(
-        f"""
-[state]
-path = "{tmp_path / "state.db"}"
-
-[matomo]
-url = "{lab.url}"
-site_id = {lab.site_id}
-token_auth = "{lab.token}"
-keepalive_interval = 30
-visit_length = {lab.visit_length}
-
+        lab.config_head(tmp_path / "state.db", 30)
+        + f"""
 [[sources]]
 name = "main"
 kind = "icecast"

@@ -43,15 +43,8 @@ def icecast(tmp_path: Path) -> Iterator[IcecastServer]:
 def write_config(tmp_path: Path, icecast: IcecastServer, lab: MatomoLab, token: Token) -> Path:
     path = tmp_path / "audimeter.toml"
     path.write_text(
-        f"""
-[state]
-path = "{tmp_path / "state.db"}"
-[matomo]
-url = "{lab.url}"
-site_id = {lab.site_id}
-token_auth = "{token.token}"
-keepalive_interval = {KEEPALIVE}
-visit_length = {lab.visit_length}
+        lab.config_head(tmp_path / "state.db", KEEPALIVE, token.token)
+        + f"""
 [[sources]]
 name = "main"
 kind = "icecast"

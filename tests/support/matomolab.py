@@ -135,6 +135,20 @@ class MatomoLab:
         if done.returncode != 0:
             raise MatomoLabError(f"core:archive failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
 
+    def config_head(self, state: Path, keepalive_interval: int, token: str | None = None) -> str:
+        """The `[state]` and `[matomo]` tables of an audimeter configuration for this Matomo."""
+        return f"""
+[state]
+path = "{state}"
+
+[matomo]
+url = "{self.url}"
+site_id = {self.site_id}
+token_auth = "{self.token if token is None else token}"
+keepalive_interval = {keepalive_interval}
+visit_length = {self.visit_length}
+"""
+
     # ------------------------------------------------------------------ the Reporting API
 
     def api(self, method: str, token: str | None = None, **params: object) -> Any:
