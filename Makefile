@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test lint docs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+
+# The documentation site (docs/, mkdocs.yml) into site/; warnings are errors.
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict --site-dir site
 
 test: $(BIN)/.installed lint
 	scripts/install-test-deps

@@ -299,8 +299,8 @@ def report_command(
 ) -> None:
     """Audience metrics (sessions, TLH, Cume, AQH, ...) of the finished sessions in a period.
 
-    Reads the history in the state file, also while `audimeter run` uses it. See the README's
-    "Audience reports" for what each number means. Exit status: 0 done, 1 the state file or
+    Reads the history in the state file, also while `audimeter run` uses it. See docs/reports.md
+    ("Audience reports") for what each number means. Exit status: 0 done, 1 the state file or
     the output cannot be used, 2 a configuration or usage error.
     """
     from zoneinfo import ZoneInfo

@@ -50,7 +50,8 @@ class MatomoConfig(_Model):
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
     outbox_limit: Annotated[int, Field(ge=1000)] = 1_000_000
-    """Requests the outbox may hold; beyond it keep-alives are no longer queued (see README)."""
+    """Requests the outbox may hold; beyond it keep-alives are no longer queued
+    (docs/guarantees.md)."""
     dimensions: dict[str, Annotated[int, Field(ge=1, le=999)]] = {}
     """Listener query parameters sent as Matomo custom dimensions: {"param": dimension id}."""
 

@@ -1,6 +1,7 @@
 """The HTML report in a real headless Chromium: offline, no requests, no errors, charts drawn.
 
-Set AUDIMETER_REPORT_SCREENSHOT=docs/report.png to also save the screenshot there (the README's).
+Set AUDIMETER_REPORT_SCREENSHOT=docs/report.png to also save the screenshot there (docs/reports.md
+shows it).
 """
 
 from __future__ import annotations

@@ -473,7 +473,7 @@ PLAYER = "TestPlayer/2.0 (webhook)"
 
 
 def url_auth_mount(url: str, mount: str = HOOK_MOUNT) -> str:
-    """The mount configuration the README recommends, pointing at `url`."""
+    """The mount configuration docs/exact-ends.md recommends, pointing at `url`."""
     return f"""<mount type="normal">
     <mount-name>{mount}</mount-name>
     <authentication type="url">
