@@ -14,7 +14,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from audimeter.status import Snapshot, StatusError
+from audimeter.status import SPARK_MINUTES, Snapshot, StatusError
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -50,15 +50,20 @@ def sparkline(values: list[int]) -> str:
     return "".join(BARS[round(v / top * (len(BARS) - 1))] for v in values)
 
 
-def _table(title: str, *columns: str) -> Table:
+def _table(title: str, words: Sequence[str], numbers: Sequence[str]) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
+    for column in words:
+        table.add_column(column, no_wrap=True)
+    for column in numbers:
+        table.add_column(column, justify="right", no_wrap=True)
     return table
 
 
-def status_screen(snapshot: Snapshot, zone: ZoneInfo, *, live: bool = False) -> RenderableType:
-    """Run, sources, mounts, outputs and the verdict; `live` adds `top`'s activity columns."""
+def status_screen(
+    snapshot: Snapshot, zone: ZoneInfo, *, live_width: int | None = None
+) -> RenderableType:
+    """Run, sources, mounts, outputs and the verdict; with `live_width` (the terminal's width),
+    `top`'s activity columns too, the sparkline cut to the minutes that fit beside the rest."""
     now = snapshot.now
     clock = datetime.fromtimestamp(now, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
     if snapshot.loop_beat is None:
@@ -66,25 +71,17 @@ def status_screen(snapshot: Snapshot, zone: ZoneInfo, *, live: bool = False) -> 
     else:
         since = datetime.fromtimestamp(snapshot.started_at or now, zone).strftime("%Y-%m-%d %H:%M")
         run = f"main loop: last round {ago(now - snapshot.loop_beat)} ago, running since {since}"
-    head = Text(f"audimeter  {clock}  {run}", style="bold")
+    head = Text(f"audimeter  {clock}\n{run}", style="bold")
 
-    sources = _table("Sources", "source", "kind", "server", "last good poll", "problem")
+    sources = _table("Sources", ["source", "kind", "server"], ["last good poll"])
+    sources.add_column("problem")
     for s in snapshot.sources:
         last = "never" if s.last_ok is None else f"{ago(now - s.last_ok)} ago"
         sources.add_row(s.name, s.kind, s.software or "-", last, s.problem or "")
 
-    columns = ["source", "mount", "listeners", "sessions today", "hours today"]
-    if live:
-        columns += ["joins 1 min", "leaves 1 min", "last hour"]
-    mounts = _table("Mounts", *columns)
-    for m in snapshot.mounts:
-        cells = [m.source, m.mount, str(m.listeners), str(m.sessions_today)]
-        cells.append(f"{m.seconds_today / 3600:.1f}")
-        if live:
-            cells += [str(m.joins), str(m.leaves), sparkline(m.spark)]
-        mounts.add_row(*cells)
+    mounts = _mounts(snapshot, live_width)
 
-    outputs = _table("Outputs", "output", "pending", "oldest pending", "dead letters")
+    outputs = _table("Outputs", ["output"], ["pending", "oldest pending", "dead letters"])
     for o in snapshot.outputs:
         oldest = "-" if o.oldest_pending is None else ago(now - o.oldest_pending)
         outputs.add_row(o.name, str(o.pending), oldest, str(o.dead_letters))
@@ -96,6 +93,41 @@ def status_screen(snapshot: Snapshot, zone: ZoneInfo, *, live: bool = False) -> 
         else Text("\n".join(["unhealthy:", *(f"  {p}" for p in problems)]), style="bold red")
     )
     return Group(head, sources, mounts, outputs, verdict)
+
+
+def _mounts(snapshot: Snapshot, live_width: int | None) -> Table:
+    numbers = ["listeners", "sessions today", "hours today"]
+    rows = [
+        [
+            m.source,
+            m.mount,
+            str(m.listeners),
+            str(m.sessions_today),
+            f"{m.seconds_today / 3600:.1f}",
+        ]
+        for m in snapshot.mounts
+    ]
+    if live_width is None:
+        mounts = _table("Mounts", ["source", "mount"], numbers)
+    else:
+        numbers = ["listeners", "sessions", "hours", "joins", "leaves"]  # short: room for the line
+        for cells, m in zip(rows, snapshot.mounts, strict=True):
+            cells += [str(m.joins), str(m.leaves)]
+        # Each column takes its widest cell and 3 of padding and rule, the sparkline too.
+        headings = ["source", "mount", *numbers]
+        used = sum(max([len(h)] + [len(r[i]) for r in rows]) + 3 for i, h in enumerate(headings))
+        minutes = max(5, min(SPARK_MINUTES, live_width - used - 5))
+        for cells, m in zip(rows, snapshot.mounts, strict=True):
+            cells.append(sparkline(m.spark)[-minutes:])
+        mounts = _table("Mounts", ["source", "mount"], numbers)
+        mounts.add_column("last hour" if minutes == SPARK_MINUTES else f"last {minutes} min")
+        mounts.caption = (
+            "sessions, hours: today; joins, leaves: the last minute; then listeners each minute"
+        )
+        mounts.caption_justify = "left"
+    for cells in rows:
+        mounts.add_row(*cells)
+    return mounts
 
 
 class _Stop(Exception):
@@ -121,7 +153,7 @@ def run_top(
         with Live(console=console or Console(), screen=True, auto_refresh=False) as live:
             while True:
                 try:
-                    screen = status_screen(read(time.time()), zone, live=True)
+                    screen = status_screen(read(time.time()), zone, live_width=live.console.width)
                 except StatusError as exc:
                     screen = Text(str(exc), style="bold red")
                 live.update(

@@ -92,8 +92,9 @@ def test_status_follows_the_run_and_its_source(
         assert failing.returncode == 1
         assert "source main: no good poll for" in failing.stdout
         assert f"(outage grace {GRACE} s)" in failing.stdout
-        _, document = snapshot(config)
-        assert document["sources"][0]["problem"].startswith("source main")
+        stored = read(config)
+        assert stored is not None
+        assert (stored.sources[0].problem or "").startswith("source main (http://127.0.0.1:")
         assert daemon.stop()[0] == 0
     stopped = status(config)
     assert stopped.returncode == 1
@@ -148,9 +149,10 @@ def test_top_in_a_real_terminal(
         Listener(icecast, MOUNT, bind="127.0.0.35", user_agent=VLC),
     ):
         wait_for(lambda: listeners(config) == 3, 10, "three listeners in the state file")
+        modes = tmp_path / "before", tmp_path / "after"  # the terminal's, as stty shows them
         command = (
-            f"{sys.executable} -m audimeter top --config {config}; echo $? > {done}; "
-            "echo TOP-ENDED; sleep 30"
+            f"stty -g > {modes[0]}; {sys.executable} -m audimeter top --config {config}; "
+            f"echo $? > {done}; stty -g > {modes[1]}; echo TOP-ENDED; sleep 30"
         )
         tmux("new-session", "-d", "-s", "top", "-x", "140", "-y", "40", command)
         try:
@@ -162,7 +164,12 @@ def test_top_in_a_real_terminal(
                 row = next((line for line in screen.splitlines() if MOUNT in line), "")
                 return row.split()[2:5] == ["3", "3", "0.0"] if row else False
 
-            wait_for(shows_the_listeners, 15, "the mount with 3 listeners on the screen")
+            try:
+                wait_for(shows_the_listeners, 15, "the mount with 3 listeners on the screen")
+            except AssertionError:
+                raise AssertionError(
+                    f"no mount with 3 listeners on the screen:\n{screen}"
+                ) from None
             assert "main loop: last round" in screen
             assert "Icecast" in screen
             assert [line.strip() for line in screen.splitlines() if line.strip()][-2:] == [
@@ -177,5 +184,6 @@ def test_top_in_a_real_terminal(
             wait_for(lambda: "TOP-ENDED" in tmux("capture-pane", "-p", "-t", "top"), 5, "shell")
             after = tmux("capture-pane", "-p", "-t", "top")
             assert MOUNT not in after  # the alternate screen is gone, the shell's is back
+            assert modes[1].read_text() == modes[0].read_text()  # cbreak mode undone
         finally:
             subprocess.run(["tmux", "-L", "audimeter-test", "kill-server"], check=False)

@@ -9,10 +9,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from rich.console import Console
 
 from audimeter.config import Config
 from audimeter.events import EndReason, Session, SessionEnded, SessionStarted
-from audimeter.screen import ago, sparkline
+from audimeter.screen import ago, sparkline, status_screen
 from audimeter.sessionizer import SessionGone, SessionOpened
 from audimeter.status import StateReader, StatusError, read_snapshot, to_json
 from audimeter.store import MATOMO, SourceStatus, Stamped, Store
@@ -181,3 +182,24 @@ def test_missing_or_foreign_files_are_one_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StatusError, match="is it an audimeter state file"):
         read_snapshot(junk, config(junk), NOW)
+
+
+@pytest.mark.parametrize(
+    ("width", "heading", "minutes"), [(140, "last hour", 60), (80, "last 10 min", 10)]
+)
+def test_top_cuts_the_sparkline_to_the_terminal(
+    state: Path, width: int, heading: str, minutes: int
+) -> None:
+    reader = StateReader(state)
+    try:
+        snapshot = reader.snapshot(config(state), NOW, activity=True)
+    finally:
+        reader.close()
+    console = Console(width=width, record=True)
+    console.print(status_screen(snapshot, BERLIN, live_width=width))
+    text = console.export_text()
+    assert heading in text
+    assert "…" not in text  # nothing cut short
+    (live,) = [line.split() for line in text.splitlines() if "/live" in line]
+    assert live[:7] == ["main", "/live", "2", "5", "1.3", "1", "2"]
+    assert live[7] == sparkline(snapshot.mounts[0].spark)[-minutes:]
