@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -95,6 +95,8 @@ class StateReader:
         except sqlite3.Error as exc:
             raise StatusError(f"cannot open the state file {path}: {exc}") from None
 
+        self._finished = _Finished()
+
     def close(self) -> None:
         self._db.close()
 
@@ -168,12 +170,8 @@ class StateReader:
         ):
             r = row(source, mount)
             r.listeners, r.sessions_today, r.seconds_today = listening, count, seconds
-        for source, mount, count, seconds in self._rows(
-            "SELECT source, mount, count(*), sum(max(0, min(ended_at, ?1) - max(started_at, ?2)))"
-            " FROM history WHERE ended_at > ?2 GROUP BY 1, 2",
-            now,
-            today,
-        ):
+        self._finished.update(self._rows, now, today)
+        for (source, mount), (count, seconds) in self._finished.today.items():
             r = row(source, mount)
             r.sessions_today += count
             r.seconds_today += seconds
@@ -181,43 +179,30 @@ class StateReader:
 
     def _activity(self, mounts: Sequence[MountRow], now: int) -> None:
         """Joins and leaves of the last minute, and listeners at each minute of the last hour:
-        at minute k (time t0 + 60 k) a session counts that started at or before and ends after."""
+        at minute k (time t0 + 60 k) a session counts that started at or before and ends after.
+        A session begins to count at minute ceil((start - t0) / 60), and stops at its end's."""
         t0 = now - 60 * (SPARK_MINUTES - 1)
         by_key = {(r.source, r.mount): r for r in mounts}
         steps = {key: [0] * (SPARK_MINUTES + 1) for key in by_key}
-
-        def add(rows: Iterable[Any], sign: int) -> None:
-            for source, mount, k, count in rows:
-                if (source, mount) in steps and k < SPARK_MINUTES:
-                    steps[source, mount][k] += sign * count
-
-        # The minute at which each session begins and stops to count (ceil((t - t0) / 60)).
-        for table, end in (("history", "ended_at"), ("sessions", "gone_at")):
-            live = f"({end} IS NULL OR {end} > ?1)"
-            add(
-                self._rows(
-                    f"SELECT source, mount, (max(started_at - ?1, 0) + 59) / 60, count(*)"  # noqa: S608
-                    f" FROM {table} WHERE {live} GROUP BY 1, 2, 3",
-                    t0,
-                ),
-                1,
-            )
-            add(
-                self._rows(
-                    f"SELECT source, mount, ({end} - ?1 + 59) / 60, count(*)"  # noqa: S608
-                    f" FROM {table} WHERE {end} > ?1 GROUP BY 1, 2, 3",
-                    t0,
-                ),
-                -1,
-            )
-            for source, mount, joins, leaves in self._rows(
-                f"SELECT source, mount, sum(started_at > ?1), sum(coalesce({end} > ?1, 0))"  # noqa: S608
-                f" FROM {table} WHERE {live} GROUP BY 1, 2",
-                now - 60,
-            ):
-                if (source, mount) in by_key:
-                    by_key[source, mount].joins += joins
-                    by_key[source, mount].leaves += leaves
+        for key, started, ended in self._finished.hour:
+            if ended > t0 and key in by_key:
+                steps[key][(max(started - t0, 0) + 59) // 60] += 1
+                steps[key][min((ended - t0 + 59) // 60, SPARK_MINUTES)] -= 1
+                by_key[key].joins += started > now - 60
+                by_key[key].leaves += ended > now - 60
+        for source, mount, begins, stops, count, joins, leaves in self._rows(
+            "SELECT source, mount, (max(started_at - ?1, 0) + 59) / 60, (gone_at - ?1 + 59) / 60,"
+            " count(*), sum(started_at > ?2), sum(coalesce(gone_at > ?2, 0)) FROM sessions"
+            " WHERE gone_at IS NULL OR gone_at > ?1 GROUP BY 1, 2, 3, 4",
+            t0,
+            now - 60,
+        ):
+            if (source, mount) in by_key:
+                steps[source, mount][min(begins, SPARK_MINUTES)] += count
+                if stops is not None:
+                    steps[source, mount][min(stops, SPARK_MINUTES)] -= count
+                by_key[source, mount].joins += joins
+                by_key[source, mount].leaves += leaves
         for key, r in by_key.items():
             level, r.spark = 0, []
             for k in range(SPARK_MINUTES):
@@ -248,6 +233,68 @@ class StateReader:
 
 
 _META = (RUN_STARTED, LOOP_BEAT)
+
+HOUR = 60 * SPARK_MINUTES
+RESYNC = 300.0
+"""Seconds between two full reads of the finished sessions (`_Finished`)."""
+
+
+class _Finished:
+    """The finished sessions of the history that status and top show: today's count and
+    listening seconds per mount, and the (start, end) of those that ended in the last hour.
+
+    Read in full (summed up by SQLite) at the first snapshot, at midnight and every `RESYNC`
+    seconds, in case rows were deleted (`audimeter forget`); in between only the rows added
+    since (history rows are appended, and pruned only when long over), so that `top` at a large
+    station does not read the day's sessions again every second.
+    """
+
+    def __init__(self) -> None:
+        self.today: dict[tuple[str, str], list[int]] = {}
+        self.hour: list[tuple[tuple[str, str], int, int]] = []
+        self._day: int | None = None
+        self._upto = 0
+        self._read_at = -float("inf")
+
+    def update(self, rows: Callable[..., list[Any]], now: int, today: int) -> None:
+        if today != self._day or now - self._read_at >= RESYNC:
+            self._day, self._read_at, self.today, self.hour = today, now, {}, []
+            self._upto = rows("SELECT coalesce(max(id), 0) FROM history")[0][0]
+            for source, mount, count, seconds in rows(
+                "SELECT source, mount, count(*),"
+                " sum(max(0, min(ended_at, ?1) - max(started_at, ?2)))"
+                " FROM history WHERE ended_at > ?2 AND id <= ?3 GROUP BY 1, 2",
+                now,
+                today,
+                self._upto,
+            ):
+                self.today[source, mount] = [count, seconds]
+            self.hour = [
+                ((source, mount), started, ended)
+                for source, mount, started, ended in rows(
+                    "SELECT source, mount, started_at, ended_at FROM history"
+                    " WHERE ended_at > ?1 AND id <= ?2",
+                    now - HOUR,
+                    self._upto,
+                )
+            ]
+            return
+        new = rows(
+            "SELECT id, source, mount, started_at, ended_at FROM history"
+            " WHERE id > ?1 AND ended_at > ?2",
+            self._upto,
+            min(today, now - HOUR),
+        )
+        self._upto = max([self._upto, *(row[0] for row in new)])
+        self.hour = [row for row in self.hour if row[2] > now - HOUR]
+        for _, source, mount, started, ended in new:
+            key = (source, mount)
+            if ended > today:
+                counts = self.today.setdefault(key, [0, 0])
+                counts[0] += 1
+                counts[1] += max(0, min(ended, now) - max(started, today))
+            if ended > now - HOUR:
+                self.hour.append((key, started, ended))
 
 
 def read_snapshot(path: Path, config: Config, now: float) -> Snapshot:

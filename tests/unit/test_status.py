@@ -203,3 +203,21 @@ def test_top_cuts_the_sparkline_to_the_terminal(
     (live,) = [line.split() for line in text.splitlines() if "/live" in line]
     assert live[:7] == ["main", "/live", "2", "5", "1.3", "1", "2"]
     assert live[7] == sparkline(snapshot.mounts[0].spark)[-minutes:]
+
+
+def test_top_reads_the_sessions_finished_since_its_last_snapshot(state: Path) -> None:
+    reader = StateReader(state)
+    try:
+        first = reader.snapshot(config(state), NOW, activity=True).mounts[0]
+        store = Store.open(state)
+        store.commit([], [], [ended("g", at("10 00:29:00"), at("10 00:30:05"))])
+        store.close()
+        later = NOW + 10  # the rows added since are read, not the day again
+        second = reader.snapshot(config(state), later, activity=True).mounts[0]
+        again = reader.snapshot(config(state), later + 3600, activity=True).mounts[0]
+    finally:
+        reader.close()
+    assert (second.sessions_today, second.seconds_today) == (6, first.seconds_today + 65 + 10 + 10)
+    assert (second.joins, second.leaves) == (1, 3)  # e joined; c, f and now g left
+    assert second.spark[-2:] == [4, 2]  # c, d, f, g at 00:29:10; d, e at 00:30:10
+    assert max(again.spark[:-1]) == 2  # an hour on: only d and e, who are still listening
