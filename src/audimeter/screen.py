@@ -20,7 +20,7 @@ from types import FrameType
 from zoneinfo import ZoneInfo
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +28,8 @@ from rich.text import Text
 from audimeter.status import SPARK_MINUTES, Snapshot, StatusError
 
 BARS = "▁▂▃▄▅▆▇█"
+REFRESH = 1.0
+"""Seconds between two screens of `top`."""
 
 
 def ago(seconds: float) -> str:
@@ -138,19 +140,14 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def run_top(
-    read: Callable[[float], Snapshot],
-    zone: ZoneInfo,
-    console: Console | None = None,
-    interval: float = 1.0,
-) -> None:
-    """Show `read(now)` every `interval` seconds until `q`, Ctrl-C or SIGTERM."""
+def run_top(read: Callable[[float], Snapshot], zone: ZoneInfo) -> None:
+    """Show `read(now)` every `REFRESH` seconds until `q`, Ctrl-C or SIGTERM."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         tty.setcbreak(fd)
-        with Live(console=console or Console(), screen=True, auto_refresh=False) as live:
+        with Live(screen=True, auto_refresh=False) as live:
             while True:
                 try:
                     screen = status_screen(read(time.time()), zone, live_width=live.console.width)
@@ -160,7 +157,7 @@ def run_top(
                     Group(screen, Text("q: quit", style="dim")),
                     refresh=True,
                 )
-                if _quit_pressed(fd, interval):
+                if _quit_pressed(fd, REFRESH):
                     return
     except (KeyboardInterrupt, _Stop):
         return
