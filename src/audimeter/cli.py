@@ -9,13 +9,16 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from audimeter import __version__
 from audimeter.config import Config, ConfigError, exposure_warning, load_config
 from audimeter.logs import LogFormat, setup_logging
+
+if TYPE_CHECKING:
+    from audimeter.status import StateReader
 
 log = logging.getLogger("audimeter")
 
@@ -363,3 +366,87 @@ def report_command(
     except OSError as exc:
         click.echo(f"audimeter: cannot write {output}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+
+
+def _state_reader(config: Config) -> StateReader:
+    from audimeter.status import StateReader, StatusError
+
+    try:
+        return StateReader(config.state.path)
+    except StatusError as exc:
+        click.echo(f"audimeter: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command("status")
+@config_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A screen for people, or one JSON object for scripts (keys in docs/status.md).",
+)
+def status_command(config_path: Path, output_format: str) -> None:
+    """Show how the running `audimeter run` is doing, from the state file; a health check.
+
+    Per source: kind, server version, last good poll and problem; per mount: listeners now,
+    sessions and listening hours today ([reports] timezone); per output: pending events, the
+    age of the oldest, dead letters. Reads the state file only, also while `audimeter run`
+    writes it. Exit status: 0 healthy, 1 unhealthy (the problems are printed) or the state
+    file cannot be read, 2 a configuration or usage error.
+    """
+    import time
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+
+    from audimeter.screen import status_screen
+    from audimeter.status import StatusError, to_json
+
+    config = _load(config_path)
+    reader = _state_reader(config)
+    try:
+        snapshot = reader.snapshot(config, time.time())
+    except StatusError as exc:
+        click.echo(f"audimeter: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        reader.close()
+    if output_format == "json":
+        click.echo(to_json(snapshot, config.state.path, config.reports.timezone), nl=False)
+    else:
+        Console(highlight=False).print(status_screen(snapshot, ZoneInfo(config.reports.timezone)))
+    sys.exit(0 if snapshot.verdict.healthy else 1)
+
+
+@main.command("top")
+@config_option
+def top_command(config_path: Path) -> None:
+    """Watch listeners, joins and leaves live in the terminal; q or Ctrl-C quits.
+
+    The screen of `audimeter status`, refreshed every second, with each mount's joins and
+    leaves of the last minute and a sparkline of its listeners over the last hour. Needs a
+    terminal: in scripts use `audimeter status --format json`. Exit status: 0 quit, 1 the state
+    file cannot be read, 2 not a terminal or a configuration error.
+    """
+    from zoneinfo import ZoneInfo
+
+    from audimeter.screen import run_top
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(
+            "audimeter: top needs a terminal; in scripts use `audimeter status --format json`",
+            err=True,
+        )
+        sys.exit(2)
+    config = _load(config_path)
+    reader = _state_reader(config)
+    try:
+        run_top(
+            lambda now: reader.snapshot(config, now, activity=True),
+            ZoneInfo(config.reports.timezone),
+        )
+    finally:
+        reader.close()

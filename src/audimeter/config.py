@@ -257,6 +257,11 @@ class ReportsConfig(_Model):
         return parse_dayparts(self.dayparts)
 
 
+class HealthConfig(_Model):
+    delivery_lag: Annotated[float, Field(gt=0)] = 300
+    """Seconds; an output whose oldest undelivered event is older is unhealthy."""
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
@@ -266,6 +271,7 @@ class Config(_Model):
     privacy: PrivacyConfig = PrivacyConfig()
     webhook: WebhookConfig | None = None
     reports: ReportsConfig = ReportsConfig()
+    health: HealthConfig = HealthConfig()
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
     """Used when there is no [matomo] table; with one, matomo.keepalive_interval applies."""

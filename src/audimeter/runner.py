@@ -44,12 +44,14 @@ from audimeter.sessionizer import Sessionizer
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
-from audimeter.store import Stamped, Store
+from audimeter.store import SourceStatus, Stamped, Store
 from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DRAIN_SECONDS = 5.0
+STATUS_EVERY = 5.0
+"""Seconds between two writes of the status `audimeter status` reads."""
 
 EventListener = Callable[[list[Event]], None]
 
@@ -153,6 +155,47 @@ class Upkeep:
                 )
 
 
+class StatusBoard:
+    """What `audimeter status` shows of this run, written to the state file: its start; each
+    source's last good poll and problem, after every poll (one small UPSERT, so the age status
+    shows is true to the poll); the main loop's last round at most every `STATUS_EVERY` s."""
+
+    def __init__(
+        self, store: Store, config: Config, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self.started_at = clock()
+        self._sources = {
+            s.name: SourceStatus(s.name, s.kind, "", s.outage_grace, None, None)
+            for s in config.sources
+        }
+        self._beat_at = -math.inf
+        store.record_run(self.started_at, self._sources.values())
+
+    def polled(self, poller: Poller, problem: str | None) -> None:
+        """A poll of `poller` ended, with `problem` if it failed."""
+        was = self._sources[poller.name]
+        software = poller.software or was.software
+        if problem is None:
+            status = SourceStatus(was.name, was.kind, software, was.grace, self._clock(), None)
+        else:
+            line = " ".join(problem.split())  # one line, whatever the server answered
+            status = SourceStatus(was.name, was.kind, software, was.grace, was.last_ok, line)
+        self._sources[poller.name] = status
+        self._store.record_source(status)
+
+    def beat(self) -> None:
+        """A main-loop round ended."""
+        now = self._clock()
+        if now - self._beat_at >= STATUS_EVERY:
+            self._beat_at = now
+            self._store.record_beat(now)
+
+    def stopped(self) -> None:
+        self._store.record_beat(None)
+
+
 def build_sessionizer(config: Config, store: Store) -> Sessionizer:
     catchup = config.matomo.visit_length - 1 if config.matomo else None
     return Sessionizer(
@@ -196,7 +239,9 @@ def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
         pipeline.feed(observations, consumed_inbox=[row_id for row_id, _ in rows])
 
 
-async def _poll_forever(poller: Poller, queue: asyncio.Queue[Observation]) -> None:
+async def _poll_forever(
+    poller: Poller, queue: asyncio.Queue[Observation], board: StatusBoard
+) -> None:
     problems = ProblemLog(log)
     interval = poller.poll_interval
     while True:
@@ -205,8 +250,10 @@ async def _poll_forever(poller: Poller, queue: asyncio.Queue[Observation]) -> No
             await poller.poll(queue.put)
         except SourceError as exc:
             problems.failed(poller.name, str(exc), "%s (retrying every poll)", exc)
+            board.polled(poller, str(exc))
         else:
             problems.succeeded(poller.name, "source %s: answering again", poller.name)
+            board.polled(poller, None)
         await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
 
 
@@ -288,6 +335,8 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             exit_stack.callback(follower.close)
             _follow(follower, pipeline)  # the first read finds where to start
 
+        board = StatusBoard(store, config)
+        exit_stack.callback(board.stopped)
         queue: asyncio.Queue[Observation] = asyncio.Queue(maxsize=1)
         tasks = []
         # The restored sessions' starts let a poller tell a clock step from a server restart.
@@ -299,7 +348,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             client = await exit_stack.enter_async_context(source_client(source))
             instance = sessionizer.instance_of(source.name)
             poller = make_poller(source, client, instance, starts.get(source.name))
-            tasks.append(asyncio.create_task(_poll_forever(poller, queue)))
+            tasks.append(asyncio.create_task(_poll_forever(poller, queue, board)))
         tasks.extend(asyncio.create_task(output.run()) for output in outputs)
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -323,6 +372,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                     _follow(follower, pipeline)
                 pipeline.feed([Tick(int(time.time()))])
                 upkeep()
+                board.beat()
                 for task in tasks:
                     if task.done():  # pollers and outputs run forever: an end is a failure
                         task.result()

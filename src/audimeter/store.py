@@ -47,12 +47,15 @@ from audimeter.sessionizer import (
     StateChange,
 )
 
-SCHEMA_VERSION = 4
-UPGRADABLE = {1, 2, 3}
+SCHEMA_VERSION = 5
+UPGRADABLE = {1, 2, 3, 4}
 """Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
-version 3 the table `parked`; the schema script creates them when they are missing. Version 4
-journals events instead of queueing Matomo requests: the requests queued, parked and refused
-under an earlier version are carried over as they are (`_upgrade_queues`)."""
+version 3 the table `parked`, version 5 the table `source_status`; the schema script creates
+them when they are missing. Version 4 journals events instead of queueing Matomo requests: the
+requests queued, parked and refused under an earlier version are carried over as they are
+(`_upgrade_queues`)."""
+JOURNAL_SCHEMA = 4
+"""The first version that journals events."""
 
 _EVENT_COLUMNS = """kind TEXT NOT NULL,
     at INTEGER NOT NULL DEFAULT 0,
@@ -180,6 +183,14 @@ CREATE TABLE IF NOT EXISTS imports (
     lines INTEGER NOT NULL,
     imported_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS source_status (
+    source TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    software TEXT NOT NULL,
+    grace REAL NOT NULL,
+    last_ok REAL,
+    problem TEXT
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS salts (
     period TEXT PRIMARY KEY,
     salt TEXT NOT NULL
@@ -216,6 +227,27 @@ class Forgotten:
     inbox: int = 0
     ended_sessions: int = 0
     history: int = 0
+
+
+RUN_STARTED = "run_started_at"
+LOOP_BEAT = "loop_beat"
+"""`meta` keys: unix times of the running `audimeter run`'s start and of its main loop's last
+round (deleted when it stops)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """A source as `audimeter run` last saw it (the table `source_status`)."""
+
+    name: str
+    kind: str
+    software: str
+    """Server software and version when the server tells it, else ""."""
+    grace: float
+    last_ok: float | None
+    """Unix time of the last good poll of this run, None before the first."""
+    problem: str | None
+    """The last poll's failure while the source fails (one line), else None."""
 
 
 KINDS: dict[type[Event], str] = {
@@ -831,6 +863,40 @@ class Store:
         )
         return [DeadLetter(_row(row[0], row[1:17]), row[17], row[18]) for row in rows]
 
+    # -- what `audimeter status` reads ---------------------------------------------------------
+
+    def record_run(self, started_at: float, sources: Iterable[SourceStatus]) -> None:
+        """A run starts: its start time and its sources (those of an earlier run go)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                (RUN_STARTED, repr(started_at)),
+            )
+            db.execute("DELETE FROM meta WHERE key=?", (LOOP_BEAT,))
+            db.execute("DELETE FROM source_status")
+            db.executemany(
+                "INSERT INTO source_status VALUES (?,?,?,?,?,?)",
+                [(s.name, s.kind, s.software, s.grace, s.last_ok, s.problem) for s in sources],
+            )
+
+    def record_source(self, s: SourceStatus) -> None:
+        """A source's poll ended."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO source_status VALUES (?,?,?,?,?,?)",
+                (s.name, s.kind, s.software, s.grace, s.last_ok, s.problem),
+            )
+
+    def record_beat(self, at: float | None) -> None:
+        """The main loop's last round, None once it stopped."""
+        with self._transaction() as db:
+            if at is None:
+                db.execute("DELETE FROM meta WHERE key=?", (LOOP_BEAT,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (LOOP_BEAT, repr(at))
+                )
+
     # -- history ------------------------------------------------------------------------------
 
     def prune_history(self, before: int) -> int:
@@ -1029,7 +1095,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                 f"state file {path} has schema version {version}, this audimeter "
                 f"understands {SCHEMA_VERSION}: use the matching audimeter version"
             )
-        old = version is not None and version < SCHEMA_VERSION
+        old = version is not None and version < JOURNAL_SCHEMA
         if old:
             for table in _QUEUES:
                 if _has_table(db, table):

@@ -16,7 +16,7 @@ from audimeter.sessionizer import (
     SessionOpened,
     SessionRemembered,
 )
-from audimeter.store import MATOMO, SCHEMA_VERSION, Stamped, Store, StoreError
+from audimeter.store import MATOMO, SCHEMA_VERSION, SourceStatus, Stamped, Store, StoreError
 
 SESSION = Session("main", "i1", "/live", "7", "10.0.0.1", "VLC", "", 100, 0, "utm_source=a&pw=x")
 START = Stamped(SessionStarted(SESSION), "v1", 3)
@@ -278,3 +278,38 @@ def test_one_sender_at_a_time(tmp_path: Path) -> None:
     imports.close()  # closing drops the lock, as a process's death does
     assert run.send_lock.try_acquire()
     assert (tmp_path / "a.db.lock").exists()
+
+
+def test_a_version_4_file_gains_the_source_status_and_keeps_its_events(tmp_path: Path) -> None:
+    """Version 5 only adds `source_status`: journaled, parked and refused events stay as they
+    are (not taken for an earlier schema's requests)."""
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    store.prepare_cursors([MATOMO], drop_others=True)
+    store.commit([], [], [START, START])
+    first, second = store.journal_batch(0, 10)
+    store.dead_letter([first], "HTTP 400")
+    store.park([(second, 3)])
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE source_status")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    store = Store.open(path)
+    assert [d.row for d in store.dead_letters()] == [first]
+    assert store.parked_sites() == {3: 1}
+    store.record_run(10.5, [SourceStatus("old", "icecast", "Icecast 2.5", 60, 9, None)])
+    store.record_run(10.5, [SourceStatus("main", "icecast", "", 60, None, None)])
+    store.record_beat(20.25)
+    store.record_source(SourceStatus("main", "icecast", "Icecast 2.5", 60, 19, None))
+    store.record_source(SourceStatus("main", "icecast", "Icecast 2.5", 60, 19, "down"))
+    store.record_beat(None)
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT * FROM source_status").fetchall() == [
+        ("main", "icecast", "Icecast 2.5", 60.0, 19.0, "down")
+    ]
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    assert (meta["schema_version"], meta["run_started_at"]) == (str(SCHEMA_VERSION), "10.5")
+    assert "loop_beat" not in meta

@@ -32,6 +32,11 @@ class Poller(Protocol):
     @property
     def poll_interval(self) -> float: ...
 
+    @property
+    def software(self) -> str:
+        """The server software and version its last answer named, "" before one did."""
+        ...
+
     async def describe(self) -> ServerInfo:
         """Ask the server what it is and what it streams; raises `SourceError`."""
         ...

@@ -177,6 +177,7 @@ class IcecastPoller:
         self._clock = clock
         self._auth = httpx.BasicAuth(config.username, config.password.get_secret_value())
         self._problems = ProblemLog(log)
+        self.software = ""
 
     @property
     def name(self) -> str:
@@ -210,6 +211,7 @@ class IcecastPoller:
     async def poll(self, emit: Emit) -> None:
         """One cycle: the server's instance and mounts, then each mount's listeners."""
         stats = await self.stats()
+        self.software = stats.server_id
         mounts = [mount for mount in stats.mounts if self.config.wants_mount(mount)]
         await emit(SourceSeen(self.name, int(self._clock()), stats.instance, frozenset(mounts)))
         listings = await asyncio.gather(*(self._fetch_listing(mount) for mount in mounts))

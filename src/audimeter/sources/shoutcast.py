@@ -501,6 +501,10 @@ def _shown(url: str) -> str:
 # -- pollers -------------------------------------------------------------------------------------
 
 
+def _software(major: int, version: str) -> str:
+    return f"SHOUTcast DNAS {version or f'{major} (version unknown)'}"
+
+
 class Shoutcast2Poller:
     def __init__(
         self,
@@ -526,6 +530,7 @@ class Shoutcast2Poller:
         self._instance = _InstanceTracker(previous_instance)
         self._previous_starts = dict(previous_starts or {})
         self._problems = ProblemLog(log)
+        self.software = ""
 
     @property
     def name(self) -> str:
@@ -652,12 +657,14 @@ class Shoutcast2Poller:
             _, listeners, problem = await self._listing(streams[0])
             if listeners is None:
                 raise SourceError(problem)
-        software = f"SHOUTcast DNAS {statistics.version or '2 (version unknown)'}"
-        return ServerInfo(software, {stream.mount: stream.listeners for stream in streams})
+        return ServerInfo(
+            _software(2, statistics.version), {stream.mount: stream.listeners for stream in streams}
+        )
 
     async def poll(self, emit: Emit) -> None:
         """One cycle: streams, server uptime, every stream's listeners; then the observations."""
         statistics = await self.statistics()
+        self.software = _software(2, statistics.version)
         seen_at = self._clock()
         streams = self._selected(statistics)
         uptime = await self._uptime(streams[0].sid if streams else 1)
@@ -731,6 +738,7 @@ class Shoutcast1Poller:
         self._clock = clock
         self._shown = _shown(config.base_url)
         self._instance = _InstanceTracker(previous_instance)
+        self.software = ""
 
     @property
     def name(self) -> str:
@@ -771,11 +779,11 @@ class Shoutcast1Poller:
 
     async def describe(self) -> ServerInfo:
         _, status = await self.status()
-        software = f"SHOUTcast DNAS {status.version or '1 (version unknown)'}"
-        return ServerInfo(software, {self.MOUNT: status.current_listeners})
+        return ServerInfo(_software(1, status.version), {self.MOUNT: status.current_listeners})
 
     async def poll(self, emit: Emit) -> None:
         at, status = await self.status()
+        self.software = _software(1, status.version)
         uids = {1: [int(client_id) for client_id in status.listeners.client_ids]}
         instance = self._instance.update(at, None, uids)
         await emit(SourceSeen(self.name, at, instance, frozenset({self.MOUNT})))
