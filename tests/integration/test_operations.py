@@ -96,9 +96,7 @@ def dashboard_expressions() -> list[str]:
 
 
 @pytest.fixture
-def metrics_config(
-    tmp_path: Path, icecast: IcecastServer, matomo: RecordingMatomo
-) -> Path:
+def metrics_config(tmp_path: Path, icecast: IcecastServer, matomo: RecordingMatomo) -> Path:
     extra = (
         f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
         "[health]\ndelivery_lag = 2\n"
