@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from audimeter.config import MetricsConfig
 from audimeter.telemetry import Telemetry
@@ -33,6 +37,8 @@ class MetricsServer:
         self._telemetry = telemetry
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self._cost = _ScrapeCost()
+        telemetry.registry.register(self._cost)
 
     async def start(self) -> None:
         app = web.Application()
@@ -59,7 +65,10 @@ class MetricsServer:
             await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        started = time.thread_time()
         body = generate_latest(self._telemetry.registry)
+        self._cost.scrapes += 1
+        self._cost.seconds += time.thread_time() - started
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -68,3 +77,22 @@ class MetricsServer:
             return web.json_response({"status": "ok"})
         body = {"status": "unhealthy", "problems": list(verdict.problems)}
         return web.Response(status=503, text=json.dumps(body), content_type="application/json")
+
+
+class _ScrapeCost(Collector):
+    """What answering /metrics costs: the CPU time of collecting and rendering, on the loop's
+    thread (the HTTP exchange around it not included)."""
+
+    def __init__(self) -> None:
+        self.scrapes = 0
+        self.seconds = 0.0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "audimeter_metrics_scrapes", "Answers to /metrics before this one", value=self.scrapes
+        )
+        yield CounterMetricFamily(
+            "audimeter_metrics_scrape_cpu_seconds",
+            "CPU time spent collecting and rendering those answers",
+            value=self.seconds,
+        )

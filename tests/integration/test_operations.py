@@ -30,6 +30,7 @@ from .test_core import write_config
 pytestmark = pytest.mark.icecast
 
 DASHBOARD = Path(__file__).parents[2] / "contrib" / "grafana" / "audimeter.json"
+OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__range": "1h",
@@ -152,6 +153,13 @@ def test_every_metric_the_dashboard_queries_is_served(
     missing = sorted(name for name in named if name not in samples)
     assert not missing, f"the dashboard queries metrics /metrics does not serve: {missing}"
     assert {"audimeter_listeners", "audimeter_listening_seconds_total"} <= named
+    # And the operations guide describes every metric served.
+    guide = OPERATIONS.read_text()
+    families = {re.sub(r"_(total|bucket|count|sum|created)$", "", name) for name in samples}
+    undocumented = sorted(
+        f for f in families if f.startswith("audimeter_") and f"`{f}" not in guide
+    )
+    assert not undocumented
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus)")
