@@ -82,6 +82,7 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
     Without a [matomo] table, session events are printed to stdout as JSON lines. On stop,
     open sessions stay in the state file and continue on the next start.
     """
+    from audimeter.metricsserver import MetricsServerError
     from audimeter.runner import run
     from audimeter.store import StoreError
     from audimeter.webhook import WebhookError
@@ -98,7 +99,7 @@ def run_command(config_path: Path, log_level: str, log_format: LogFormat) -> Non
 
     try:
         asyncio.run(main_task())
-    except (StoreError, WebhookError) as exc:
+    except (StoreError, WebhookError, MetricsServerError) as exc:
         log.error("%s", exc)
         sys.exit(1)
 

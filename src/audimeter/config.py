@@ -7,7 +7,7 @@ import re
 import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -149,21 +149,28 @@ class SourceConfig(_Model):
         return not any(fnmatchcase(mount, p) for p in self.exclude)
 
 
-class WebhookConfig(_Model):
-    listen: str = "127.0.0.1:8765"
-    """host:port of the receiver for Icecast's URL authentication."""
-    username: str = "icecast"
-    password: SecretStr
-    """What Icecast sends as HTTP Basic credentials (its `username` and `password` options)."""
-    max_body: Annotated[int, Field(ge=4096, le=1_048_576)] = 65_536
-    """Icecast's form can be 4 KiB with long user agents, referrers and queries."""
+class _Listening(_Model):
+    """A server of audimeter's own: `listen` is its host:port (an IPv6 host in brackets)."""
+
+    listen: str
+    example: ClassVar[str] = "127.0.0.1:8765"
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f'{listen!r} is not host:port, e.g. "127.0.0.1:8765"')
+        bare = host.removeprefix("[").removesuffix("]")
+        bracketed = host.startswith("[") and host.endswith("]")
+        if (
+            not bare
+            or not port.isdigit()
+            or not 0 <= int(port) < 65536
+            or (":" in bare) != bracketed
+        ):
+            raise ValueError(
+                f'{listen!r} is not host:port, e.g. "{cls.example}" (IPv6 in brackets: '
+                f'"[::1]:{cls.example.rpartition(":")[2]}")'
+            )
         return listen
 
     @property
@@ -173,6 +180,27 @@ class WebhookConfig(_Model):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class WebhookConfig(_Listening):
+    listen: str = "127.0.0.1:8765"
+    """host:port of the receiver for Icecast's URL authentication."""
+    username: str = "icecast"
+    password: SecretStr
+    """What Icecast sends as HTTP Basic credentials (its `username` and `password` options)."""
+    max_body: Annotated[int, Field(ge=4096, le=1_048_576)] = 65_536
+    """Icecast's form can be 4 KiB with long user agents, referrers and queries."""
+
+
+class MetricsConfig(_Listening):
+    """`audimeter run` serves Prometheus metrics (/metrics) and its health (/healthz) there."""
+
+    example: ClassVar[str] = "127.0.0.1:9464"
+
+
+class HealthConfig(_Model):
+    delivery_lag: Annotated[float, Field(gt=0)] = 300
+    """Seconds; an output whose oldest undelivered event is older is unhealthy."""
 
 
 class FiltersConfig(_Model):
@@ -257,11 +285,6 @@ class ReportsConfig(_Model):
         return parse_dayparts(self.dayparts)
 
 
-class HealthConfig(_Model):
-    delivery_lag: Annotated[float, Field(gt=0)] = 300
-    """Seconds; an output whose oldest undelivered event is older is unhealthy."""
-
-
 class Config(_Model):
     state: StateConfig = StateConfig()
     matomo: MatomoConfig | None = None
@@ -271,6 +294,7 @@ class Config(_Model):
     privacy: PrivacyConfig = PrivacyConfig()
     webhook: WebhookConfig | None = None
     reports: ReportsConfig = ReportsConfig()
+    metrics: MetricsConfig | None = None
     health: HealthConfig = HealthConfig()
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     keepalive_interval: Annotated[int, Field(ge=1)] = 120

@@ -1,7 +1,9 @@
-"""What "healthy" means, for the live /healthz and for `audimeter status`.
+"""What "healthy" means, for `/healthz` and `audimeter status`: a pure verdict from timestamps.
 
-Pure: the caller gathers the facts (the main loop's last round, each source's last good poll,
-each output's oldest undelivered event) and `assess` names what is wrong, one short line each.
+The main loop must have run a round within `LOOP_STALL` seconds, the state file must be
+writable, every source must have answered within its outage grace, and every output's oldest
+undelivered event must be younger than `[health] delivery_lag`. No I/O here: callers gather
+the times (from the running daemon or from the state file) and pass them in.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ class SourceHealth:
     grace: float
     """The source's outage_grace, seconds."""
     since: float
-    """Unix time watching began (the run's start); counts when `last_ok` is None."""
+    """Unix time watching began (the run's start); counts when last_ok is None."""
     last_ok: float | None
     """Unix time of the last good poll, None if none since the start."""
     problem: str | None
@@ -53,26 +55,29 @@ def assess(
     delivery_lag: float,
     state_error: str | None = None,
 ) -> Verdict:
-    """The problems, in this order: the main loop, the state file, the sources, the outputs."""
+    """The problems of a daemon at `now`, in the order: loop, state file, sources, outputs."""
     problems: list[str] = []
     if loop_beat is None:
         problems.append("main loop: not running")
     elif now - loop_beat > LOOP_STALL:
         problems.append(f"main loop: no round for {now - loop_beat:.0f} s")
-    if state_error is not None:
+    if state_error:
         problems.append(f"state file: {state_error}")
     for source in sources:
         silent = now - (source.last_ok if source.last_ok is not None else source.since)
         if silent > source.grace:
             line = (
-                f"source {source.name}: no good poll for {silent:.0f} s"
-                f" (outage grace {source.grace:.0f} s)"
+                f"source {source.name}: no good poll for {silent:.0f} s "
+                f"(outage grace {source.grace:.0f} s)"
             )
-            problems.append(line + (f": {source.problem}" if source.problem else ""))
+            problems.append(f"{line}: {source.problem}" if source.problem else line)
     for output in outputs:
-        if output.oldest_pending is not None and now - output.oldest_pending > delivery_lag:
+        if output.oldest_pending is None:
+            continue
+        age = now - output.oldest_pending
+        if age > delivery_lag:
             problems.append(
-                f"output {output.name}: oldest pending event is"
-                f" {now - output.oldest_pending:.0f} s old (limit {delivery_lag:.0f} s)"
+                f"output {output.name}: oldest pending event is {age:.0f} s old "
+                f"(limit {delivery_lag:.0f} s)"
             )
     return Verdict(tuple(problems))

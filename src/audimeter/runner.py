@@ -34,17 +34,20 @@ from audimeter.journal import Stamper
 from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import MatomoSink
+from audimeter.metricsserver import MetricsServer
 from audimeter.observations import LogPosition, Observation, Tick
 from audimeter.outputs.base import KeepaliveLimits
 from audimeter.outputs.factory import make_outputs
 from audimeter.outputs.jsonl import JsonLinesOutput
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
+from audimeter.sdnotify import Heartbeat, Notifier
 from audimeter.sessionizer import Sessionizer
 from audimeter.sources import Poller, SourceError
 from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
 from audimeter.store import SourceStatus, Stamped, Store
+from audimeter.telemetry import Telemetry
 from audimeter.webhook import WebhookReceiver, decode
 
 log = logging.getLogger(__name__)
@@ -240,7 +243,10 @@ def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
 
 
 async def _poll_forever(
-    poller: Poller, queue: asyncio.Queue[Observation], board: StatusBoard
+    poller: Poller,
+    queue: asyncio.Queue[Observation],
+    board: StatusBoard,
+    telemetry: Telemetry,
 ) -> None:
     problems = ProblemLog(log)
     interval = poller.poll_interval
@@ -249,9 +255,11 @@ async def _poll_forever(
         try:
             await poller.poll(queue.put)
         except SourceError as exc:
+            telemetry.polled(poller.name, time.monotonic() - started, exc)
             problems.failed(poller.name, str(exc), "%s (retrying every poll)", exc)
             board.polled(poller, str(exc))
         else:
+            telemetry.polled(poller.name, time.monotonic() - started, None)
             problems.succeeded(poller.name, "source %s: answering again", poller.name)
             board.polled(poller, None)
         await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
@@ -294,7 +302,10 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                     output.notify()
 
         limits = KeepaliveLimits(store, outputs)
-        pipeline = Pipeline(store, sessionizer, Stamper(config, salt), [wake_outputs], limits)
+        telemetry = Telemetry(config, store, sessionizer.open_counts, outputs, limits)
+        pipeline = Pipeline(
+            store, sessionizer, Stamper(config, salt), [wake_outputs, telemetry.on_events], limits
+        )
         upkeep = Upkeep(store, limits, config.history.keep_days)
 
         wake = asyncio.Event()
@@ -312,7 +323,13 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             )
             receiver.start()  # first: a taken port stops the start, before any banner
             exit_stack.callback(receiver.stop)
+            telemetry.receiver = receiver
             drain_inbox(store, pipeline)  # notices kept from the previous run
+
+        if config.metrics is not None:
+            server = MetricsServer(config.metrics, telemetry)
+            await server.start()
+            exit_stack.push_async_callback(server.stop)
 
         for warning in config.warnings():
             log.warning("config: %s", warning)
@@ -331,6 +348,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             for s in config.sources
             if s.access_log is not None
         ]
+        telemetry.followers = followers
         for follower in followers:
             exit_stack.callback(follower.close)
             _follow(follower, pipeline)  # the first read finds where to start
@@ -348,8 +366,9 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             client = await exit_stack.enter_async_context(source_client(source))
             instance = sessionizer.instance_of(source.name)
             poller = make_poller(source, client, instance, starts.get(source.name))
-            tasks.append(asyncio.create_task(_poll_forever(poller, queue, board)))
+            tasks.append(asyncio.create_task(_poll_forever(poller, queue, board, telemetry)))
         tasks.extend(asyncio.create_task(output.run()) for output in outputs)
+        heartbeat = _heartbeat(telemetry, exit_stack)
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -373,10 +392,15 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 pipeline.feed([Tick(int(time.time()))])
                 upkeep()
                 board.beat()
+                telemetry.beat()
+                if heartbeat is not None:
+                    heartbeat()
                 for task in tasks:
                     if task.done():  # pollers and outputs run forever: an end is a failure
                         task.result()
         finally:
+            if heartbeat is not None:
+                heartbeat.stopping()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -401,6 +425,24 @@ def _describe(config: Config) -> str:
     if config.jsonl is not None:
         parts.append(f"JSON lines to {'stdout' if config.jsonl.path == '-' else config.jsonl.path}")
     return ", ".join(parts) or "events to stdout"
+
+
+def _heartbeat(telemetry: Telemetry, exit_stack: contextlib.AsyncExitStack) -> Heartbeat | None:
+    """systemd's READY, WATCHDOG and STATUS, when started by it as a Type=notify unit."""
+    notifier = Notifier.from_environment()
+    if notifier is None:
+        return None
+    exit_stack.callback(notifier.close)
+
+    def status() -> str:
+        up = sum(1 for watch in telemetry.watches.values() if watch.up)
+        return (
+            f"{up}/{len(telemetry.watches)} source(s) answering, "
+            f"{telemetry.listeners()} listener(s), "
+            f"{sum(telemetry.pending().values())} event(s) pending delivery"
+        )
+
+    return Heartbeat(notifier, lambda: telemetry.first_round_done, status)
 
 
 def _on_sighup(callback: Callable[[], None], exit_stack: contextlib.AsyncExitStack) -> None:

@@ -257,6 +257,10 @@ class Sessionizer:
         for state in self._mounts.values():
             yield from state.sessions.values()
 
+    def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open sessions per (source, mount), counted yet or not: as cheap as the mounts are few."""
+        return {key: len(state.sessions) for key, state in self._mounts.items()}
+
     def instance_of(self, source: str) -> str | None:
         """The server instance last seen for a source."""
         return self._instances.get(source)

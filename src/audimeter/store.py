@@ -749,6 +749,22 @@ class Store:
         )
         return [_row(row[0], row[1:]) for row in rows]
 
+    def oldest_pending(self, output: str) -> int | None:
+        """The event time of the oldest event `output` has not taken (Matomo's parked events
+        included), None when it has taken them all or its age is unknown (requests journaled
+        ready-made by an earlier schema have no event time); two indexed look-ups."""
+        row = self._db.execute(
+            "SELECT at FROM journal WHERE seq > (SELECT seq FROM cursors WHERE output=?)"
+            " ORDER BY seq LIMIT 1",
+            (output,),
+        ).fetchone()
+        oldest = int(row[0]) if row is not None and row[0] else None
+        if output == MATOMO:
+            parked = self._db.execute("SELECT min(NULLIF(at, 0)) FROM parked").fetchone()[0]
+            if parked is not None and (oldest is None or parked < oldest):
+                oldest = int(parked)
+        return oldest
+
     def journal_count(self, after: int, upto: int) -> int:
         """How many events with a seq above `after`, up to `upto`, are in the journal."""
         row = self._db.execute(

@@ -234,19 +234,23 @@ def decode(payload: str) -> WebhookObservation:
 # -- the receiver ---------------------------------------------------------------------------------
 
 
-def _bind_failure(exc: OSError) -> str:
-    """What went wrong and what to do; asyncio's own message would repeat the address."""
+def bind_failure(
+    exc: OSError,
+    table: str = "webhook",
+    follow: str = "change Icecast's listener_add and listener_remove URLs to match",
+) -> str:
+    """What went wrong and what to do when a server of `[table] listen` cannot listen; `follow`
+    says what else must change with the port. asyncio's own message would repeat the address."""
     if exc.errno == errno.EADDRINUSE:
         return (
             "another program listens there (audimeter already running?); stop it, or choose "
-            "another port with [webhook] listen and change Icecast's listener_add and "
-            "listener_remove URLs to match"
+            f"another port with [{table}] listen and {follow}"
         )
     if isinstance(exc, socket.gaierror) or not exc.errno:
         reason = exc.strerror or str(exc)
     else:
         reason = os.strerror(exc.errno).lower()
-    return f"{reason}; check the host and port of [webhook] listen"
+    return f"{reason}; check the host and port of [{table}] listen"
 
 
 def _end_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -296,6 +300,8 @@ class WebhookReceiver:
         """Joins and leaves recorded in the inbox."""
         self.failed = 0
         """Forms accepted without recording their event (malformed, or `record` failed)."""
+        self.refused = 0
+        """Requests turned away: no or wrong credentials, an unknown source, a source client."""
 
     @property
     def port(self) -> int:
@@ -341,7 +347,7 @@ class WebhookReceiver:
         except OSError as exc:
             await runner.cleanup()
             raise WebhookError(
-                f"webhook: cannot listen on {self._config.listen}: {_bind_failure(exc)}"
+                f"webhook: cannot listen on {self._config.listen}: {bind_failure(exc)}"
             ) from None
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -375,6 +381,7 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request.headers.get(hdrs.AUTHORIZATION)):
+            self.refused += 1
             return web.Response(
                 status=401,
                 text="authentication required\n",
@@ -382,6 +389,7 @@ class WebhookReceiver:
             )
         source = request.match_info["source"]
         if source not in self._sources:
+            self.refused += 1
             return web.Response(status=404, text="no such source\n")
         body = await request.read()  # more than max_body: 413
         fields = decode_form(body)
@@ -391,6 +399,7 @@ class WebhookReceiver:
                 "audimeter never approves sources, remove that option from the mount",
                 source,
             )
+            self.refused += 1
             return web.Response(status=403, text="audimeter does not authenticate sources\n")
         self.received += 1
         self._record(source, fields)

@@ -218,3 +218,28 @@ def test_warns_when_a_file_with_secrets_is_readable_by_others(tmp_path: Path) ->
     assert 'p"' not in warning
     path.chmod(0o600)
     assert exposure_warning(path, cfg) is None
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"), [("127.0.0.1:9464", "127.0.0.1", 9464), ("[::1]:9464", "::1", 9464)]
+)
+def test_metrics_listen(listen: str, host: str, port: int) -> None:
+    metrics = parse_config(config(metrics={"listen": listen})).metrics
+    assert metrics is not None
+    assert (metrics.host, metrics.port) == (host, port)
+
+
+@pytest.mark.parametrize("listen", ["9464", "::1:9464", "[127.0.0.1]:9464", "host:70000", ":9464"])
+def test_metrics_listen_must_be_host_and_port(listen: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config(metrics={"listen": listen}))
+    assert "metrics.listen" in str(caught.value)
+    assert 'e.g. "127.0.0.1:9464" (IPv6 in brackets: "[::1]:9464")' in str(caught.value)
+
+
+def test_metrics_off_and_health_defaults() -> None:
+    cfg = parse_config(config())
+    assert cfg.metrics is None
+    assert cfg.health.delivery_lag == 300
+    with pytest.raises(ConfigError, match=r"health\.delivery_lag"):
+        parse_config(config(health={"delivery_lag": 0}))

@@ -1,91 +1,81 @@
-"""`health.assess`: each rule, their order, and the edges of each limit."""
+"""The health verdict: each rule alone, then all at once in their order."""
 
 from __future__ import annotations
 
 import pytest
 
-from audimeter.health import LOOP_STALL, OutputHealth, SourceHealth, assess
+from audimeter.health import LOOP_STALL, OutputHealth, SourceHealth, Verdict, assess
 
-NOW = 1_000_000.0
-
-
-def source(
-    last_ok: float | None, problem: str | None = None, since: float = NOW - 10
-) -> SourceHealth:
-    return SourceHealth("main", 120, since, last_ok, problem)
+NOW = 1_700_000_000.0
 
 
-CASES = {
-    "all well": (NOW - 1, [source(NOW - 5)], [OutputHealth("matomo", NOW - 60)], None, []),
-    "no loop": (None, [], [], None, ["main loop: not running"]),
-    "loop at the stall limit": (NOW - LOOP_STALL, [], [], None, []),
-    "loop stalled": (NOW - 31, [], [], None, ["main loop: no round for 31 s"]),
-    "state file": (NOW, [], [], "disk full", ["state file: disk full"]),
-    "source at its grace": (NOW, [source(NOW - 120)], [], None, []),
-    "source past its grace": (
-        NOW,
-        [source(NOW - 121, "source main (http://x/admin/stats): connection refused")],
-        [],
-        None,
-        [
-            "source main: no good poll for 121 s (outage grace 120 s): "
-            "source main (http://x/admin/stats): connection refused"
-        ],
-    ),
-    "never answered, counted from the start": (
-        NOW,
-        [source(None, since=NOW - 130)],
-        [],
-        None,
-        ["source main: no good poll for 130 s (outage grace 120 s)"],
-    ),
-    "never answered, within grace of the start": (
-        NOW,
-        [source(None, since=NOW - 30)],
-        [],
-        None,
-        [],
-    ),
-    "output at the lag": (NOW, [], [OutputHealth("jsonl", NOW - 300)], None, []),
-    "output past the lag": (
-        NOW,
-        [],
-        [OutputHealth("matomo", NOW - 301), OutputHealth("jsonl", None)],
-        None,
-        ["output matomo: oldest pending event is 301 s old (limit 300 s)"],
-    ),
-    "in order": (
-        None,
-        [source(None, since=NOW - 500)],
-        [OutputHealth("matomo", NOW - 900)],
-        "read-only file system",
-        [
-            "main loop: not running",
-            "state file: read-only file system",
-            "source main: no good poll for 500 s (outage grace 120 s)",
-            "output matomo: oldest pending event is 900 s old (limit 300 s)",
-        ],
-    ),
-}
+def source(last_ok: float | None, problem: str | None = None, since: float = NOW - 1000):
+    return SourceHealth("main", grace=120, since=since, last_ok=last_ok, problem=problem)
+
+
+def verdict(**kwargs: object) -> Verdict:
+    args: dict[str, object] = {
+        "loop_beat": NOW - 1,
+        "sources": [],
+        "outputs": [],
+        "delivery_lag": 300,
+        **kwargs,
+    }
+    return assess(NOW, **args)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("beat", "sources", "outputs", "state_error", "problems"), CASES.values(), ids=CASES.keys()
+    ("kwargs", "problems"),
+    [
+        ({}, ()),
+        ({"loop_beat": None}, ("main loop: not running",)),
+        ({"loop_beat": NOW - LOOP_STALL}, ()),
+        ({"loop_beat": NOW - 45}, ("main loop: no round for 45 s",)),
+        (
+            {"state_error": "/var/lib/a.db is not writable"},
+            ("state file: /var/lib/a.db is not writable",),
+        ),
+        ({"sources": [source(NOW - 120)]}, ()),
+        (
+            {"sources": [source(NOW - 121)]},
+            ("source main: no good poll for 121 s (outage grace 120 s)",),
+        ),
+        (
+            {"sources": [source(NOW - 200, "source main (http://x/admin/stats): unreachable")]},
+            (
+                "source main: no good poll for 200 s (outage grace 120 s): "
+                "source main (http://x/admin/stats): unreachable",
+            ),
+        ),
+        # No good poll yet: the silence counts from the start of the run.
+        ({"sources": [source(None, since=NOW - 60)]}, ()),
+        (
+            {"sources": [source(None, since=NOW - 130)]},
+            ("source main: no good poll for 130 s (outage grace 120 s)",),
+        ),
+        ({"outputs": [OutputHealth("matomo", None)]}, ()),
+        ({"outputs": [OutputHealth("matomo", NOW - 300)]}, ()),
+        (
+            {"outputs": [OutputHealth("matomo", NOW - 301), OutputHealth("jsonl", NOW - 5)]},
+            ("output matomo: oldest pending event is 301 s old (limit 300 s)",),
+        ),
+        (
+            {
+                "loop_beat": NOW - 31,
+                "state_error": "gone",
+                "sources": [source(NOW - 500)],
+                "outputs": [OutputHealth("jsonl", NOW - 400)],
+            },
+            (
+                "main loop: no round for 31 s",
+                "state file: gone",
+                "source main: no good poll for 500 s (outage grace 120 s)",
+                "output jsonl: oldest pending event is 400 s old (limit 300 s)",
+            ),
+        ),
+    ],
 )
-def test_assess(
-    beat: float | None,
-    sources: list[SourceHealth],
-    outputs: list[OutputHealth],
-    state_error: str | None,
-    problems: list[str],
-) -> None:
-    verdict = assess(
-        NOW,
-        loop_beat=beat,
-        sources=sources,
-        outputs=outputs,
-        delivery_lag=300,
-        state_error=state_error,
-    )
-    assert list(verdict.problems) == problems
-    assert verdict.healthy is (not problems)
+def test_assess(kwargs: dict[str, object], problems: tuple[str, ...]) -> None:
+    result = verdict(**kwargs)
+    assert result.problems == problems
+    assert result.healthy is (not problems)

@@ -10,7 +10,10 @@ import pytest
 import audimeter
 
 PACKAGE = Path(audimeter.__file__).parent
-DOWNSTREAM = ("store", "sessionizer", "exactends", "runner", "sinks", "outputs", "matomo")
+DOWNSTREAM = (
+    *("store", "sessionizer", "exactends", "runner", "sinks", "outputs", "matomo"),
+    *("telemetry", "metricsserver", "sdnotify"),
+)
 """What sources and the policy feed, directly or further on: none of it may be imported."""
 
 
@@ -79,3 +82,9 @@ def test_upstream_imports_nothing_downstream(start: str) -> None:
 def test_the_walk_sees_deferred_and_indirect_imports() -> None:
     assert "audimeter.privacy" in imported("audimeter.cli")  # inside a function
     assert "audimeter.store" in reached("audimeter.cli")  # through privacy
+
+
+@pytest.mark.parametrize("start", ["audimeter.sessionizer", "audimeter.store", "audimeter.health"])
+def test_the_metrics_are_fed_by_the_runner_only(start: str) -> None:
+    told = {"audimeter.telemetry", "audimeter.metricsserver", "audimeter.sdnotify"}
+    assert not reached(start) & told

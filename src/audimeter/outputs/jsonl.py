@@ -65,6 +65,8 @@ class JsonLinesOutput:
         self._reopen = False
         self._failing = False
         self.written = 0
+        self.failures = 0
+        """Batches that could not be written (each retried)."""
 
     def notify(self) -> None:
         self._wakeup.set()
@@ -102,6 +104,7 @@ class JsonLinesOutput:
             try:
                 await asyncio.to_thread(self._write, text)
             except OSError as exc:
+                self.failures += 1
                 if not self._failing:
                     log.error(
                         "%s: cannot write %s (%s); retrying every %.0f s, nothing is lost",

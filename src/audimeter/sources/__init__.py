@@ -11,8 +11,20 @@ from audimeter.observations import Observation
 Emit = Callable[[Observation], Awaitable[None]]
 
 
+ERROR_KINDS = ("timeout", "unreachable", "refused", "http", "too_large", "transport", "invalid")
+
+
 class SourceError(Exception):
-    """A server could not be polled; the message names the source and what to check."""
+    """A server could not be polled; the message names the source and what to check.
+
+    `kind` sorts failures for the metrics (`ERROR_KINDS`): "timeout", "unreachable", "refused"
+    (credentials), "http" (another status), "too_large", "transport", or "invalid" (an answer
+    not understood).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,10 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 class FetchError(SourceError):
     """A fetch failed; `status` is the server's HTTP status, None when it gave no answer."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int | None = None, kind: str | None = None) -> None:
+        if kind is None:
+            kind = "refused" if status in (401, 403) else "http"
+        super().__init__(message, kind)
         self.status = status
 
     @property
@@ -63,13 +65,17 @@ async def fetch(
                 body += chunk
                 if len(body) > max_bytes:
                     raise FetchError(
-                        f"{what}: response larger than {max_bytes} bytes, ignored", status
+                        f"{what}: response larger than {max_bytes} bytes, ignored",
+                        status,
+                        "too_large",
                     )
             return bytes(body)
     except (TimeoutError, httpx.TimeoutException):
         within = "the timeout" if limit is None else f"{limit:g} s (the timeout)"
-        raise FetchError(f"{what}: did not answer within {within}") from None
+        raise FetchError(f"{what}: did not answer within {within}", kind="timeout") from None
     except httpx.ConnectError:
-        raise FetchError(f"{what}: unreachable (connection refused or no route)") from None
+        raise FetchError(
+            f"{what}: unreachable (connection refused or no route)", kind="unreachable"
+        ) from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{what}: {type(exc).__name__}") from None
+        raise FetchError(f"{what}: {type(exc).__name__}", kind="transport") from None

@@ -50,6 +50,13 @@ class LogFollower:
         self._unreadable = 0
         """Lines skipped as unreadable since the last warning about them."""
         self._warned_at: float | None = None
+        self.lines = dict.fromkeys(("listener", "other", "unreadable", "directive"), 0)
+        """Lines read, by outcome: a listener's departure, another request, not a line of the
+        log's format, a W3C directive."""
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     def read(self) -> tuple[list[ListenerLeft], LogPosition] | None:
         """The listeners that left since the last read, and the position after their lines;
@@ -66,11 +73,17 @@ class LogFollower:
             return None
         self._reported = position
         left = []
+        counts = self.lines
         for line in lines:
             entry = self._parse(line)
             if entry is None:
-                self._unreadable += not is_directive(line)
-            elif is_listener(entry):
+                directive = is_directive(line)
+                self._unreadable += not directive
+                counts["directive" if directive else "unreadable"] += 1
+            elif not is_listener(entry):
+                counts["other"] += 1
+            else:
+                counts["listener"] += 1
                 left.append(
                     ListenerLeft(
                         self._source,
