@@ -10,7 +10,9 @@ import pytest
 import audimeter
 
 PACKAGE = Path(audimeter.__file__).parent
-DOWNSTREAM = ("store", "sessionizer", "exactends", "runner", "sinks", "outputs", "matomo")
+DOWNSTREAM = (
+    *("store", "sessionizer", "nowplaying", "exactends", "runner", "sinks", "outputs", "matomo"),
+)
 """What sources and the policy feed, directly or further on: none of it may be imported."""
 
 
