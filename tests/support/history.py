@@ -18,6 +18,13 @@ CREATE TABLE IF NOT EXISTS history (
 )
 """
 
+TITLES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS titles (
+    id INTEGER PRIMARY KEY, source TEXT, mount TEXT, title TEXT, started_at INTEGER,
+    ended_at INTEGER
+)
+"""
+
 # Share of a weekday's session starts in each local hour: a quiet night, a morning-drive peak,
 # a long working day and a second peak in the afternoon drive.
 WEEKDAY_CURVE = [
@@ -94,6 +101,18 @@ def write_history(
     db.execute(HISTORY_SCHEMA)
     with db:
         db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.close()
+
+
+def write_plays(path: Path, rows: list[tuple[str, str, str, int, int | None]]) -> None:
+    """Plays (source, mount, title, started_at, ended_at) as `audimeter run` records them."""
+    db = sqlite3.connect(path)
+    db.execute(TITLES_SCHEMA)
+    with db:
+        db.executemany(
+            "INSERT INTO titles(source, mount, title, started_at, ended_at) VALUES (?,?,?,?,?)",
+            rows,
+        )
     db.close()
 
 
