@@ -201,7 +201,7 @@ def _titles_table(report: Report) -> str:
             key,
             _number(m.plays),
             duration(m.airtime),
-            _number(m.tlh, 1),
+            _number(m.tlh, 2),
             _number(m.aas, 2),
             _number(m.sessions),
             _number(m.listeners_at_start),

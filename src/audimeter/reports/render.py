@@ -129,7 +129,7 @@ def _titles_table(report: Report) -> Table:
             key,
             f"{m.plays:,}",
             duration(m.airtime),
-            f"{m.tlh:,.1f} h",
+            f"{m.tlh:,.2f} h",
             f"{m.aas:,.2f}",
             f"{m.sessions:,}",
             f"{m.listeners_at_start:,}",
