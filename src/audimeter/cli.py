@@ -239,7 +239,6 @@ BREAKDOWNS = (
 NOT_RECORDED = {
     "player": "the history records no player yet",
     "country": "the history records no country yet",
-    "title": "no titles on air are recorded yet",
 }
 
 
@@ -310,7 +309,7 @@ def report_command(
     from zoneinfo import ZoneInfo
 
     from audimeter.config import check_timezone
-    from audimeter.reports.history import HistoryError, read_sessions
+    from audimeter.reports.history import HistoryError, read_plays, read_sessions
     from audimeter.reports.html import to_html
     from audimeter.reports.metrics import Report, collect, report
     from audimeter.reports.periods import quarter_grid
@@ -334,13 +333,20 @@ def report_command(
         usage(f"--source {source_name!r} is not a source of {config_path}")
     grid = quarter_grid(first, last, zone)
     try:
+        plays = []
+        until = grid.end
+        if by == "title":
+            # Plays that started in the period count whole: their sessions are read to their end.
+            where = {"source": source_name, "mount": mount}
+            plays = read_plays(config.state.path, grid.start, grid.end, **where)
+            until = max([grid.end, *(end for _, _, _, end in plays)])
         rows = read_sessions(
             config.state.path,
             grid.start,
-            grid.end,
+            until,
             source=source_name,
             mount=mount,
-            group=by if by in ("mount", "source", "site") else None,
+            group=by if by in ("mount", "source", "site", "title") else None,
         )
         result = report(
             collect(rows),
@@ -348,6 +354,7 @@ def report_command(
             min_session=config.reports.min_session,
             by=by,
             dayparts=config.reports.parsed_dayparts,
+            plays=plays,
         )
     except HistoryError as exc:
         click.echo(f"audimeter: {exc}", err=True)

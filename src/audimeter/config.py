@@ -54,6 +54,20 @@ class MatomoConfig(_Model):
     (docs/guarantees.md)."""
     dimensions: dict[str, Annotated[int, Field(ge=1, le=999)]] = {}
     """Listener query parameters sent as Matomo custom dimensions: {"param": dimension id}."""
+    now_playing_dimension: Annotated[int, Field(ge=1, le=999)] | None = None
+    """The id of an action-scoped custom dimension that keep-alives and ends carry the title on
+    air in."""
+
+    @model_validator(mode="after")
+    def _one_dimension_one_meaning(self) -> MatomoConfig:
+        taken = {d: p for p, d in self.dimensions.items()}
+        if self.now_playing_dimension in taken:
+            raise ValueError(
+                f"now_playing_dimension ({self.now_playing_dimension}) is the dimension of the "
+                f"query parameter {taken[self.now_playing_dimension]!r} in matomo.dimensions: "
+                "give each its own dimension id"
+            )
+        return self
 
     @model_validator(mode="after")
     def _interval_below_visit_length(self) -> MatomoConfig:

@@ -711,7 +711,7 @@ async def deliver(
         timeout=matomo.timeout, headers={"User-Agent": USER_AGENT}
     ) as client:
         sink = MatomoSink.from_config(
-            store, client, matomo, mapper_for(config, matomo, salt), backoff
+            store, client, matomo, mapper_for(config, matomo, salt, store.title_at), backoff
         )
         failures = 0
         left = total

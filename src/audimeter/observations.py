@@ -83,6 +83,14 @@ class MountPolled:
     instance: str
     mount: str
     listeners: ListenerTable
+    title: str | None = None
+    """The title on air ("" for none); None when the source does not say (keep what was)."""
+
+
+def now_playing(artist: str | None, title: str | None) -> str:
+    """ "artist - title" when both are given, else whichever is; "" for none."""
+    parts = [part.strip() for part in (artist, title) if part and part.strip()]
+    return " - ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """`audimeter run`: sources → sessionizer → store (journal) → outputs, until told to stop.
 
+The title on air per mount goes from the same observations through `TitleTracker` into the
+store's `titles`, committed with the sessions and events of the same step.
+
 Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
 Icecast's URL authentication, whose receiver (its own thread and state-file connection) records
 every notice in the store's inbox before it answers; the loop turns inbox rows into observations
@@ -35,6 +38,7 @@ from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import mapper_for
 from audimeter.matomo.sink import MatomoSink
 from audimeter.metricsserver import MetricsServer
+from audimeter.nowplaying import TitleTracker
 from audimeter.observations import LogPosition, Observation, Tick
 from audimeter.outputs.base import KeepaliveLimits
 from audimeter.outputs.factory import make_outputs
@@ -74,9 +78,11 @@ class Pipeline:
         stamp: Callable[[Event], Stamped],
         listeners: Sequence[EventListener] = (),
         limits: KeepaliveLimits | None = None,
+        titles: TitleTracker | None = None,
     ) -> None:
         self._store = store
         self._sessionizer = sessionizer
+        self._titles = titles
         self._stamp = stamp
         self._listeners = list(listeners)
         self._limits = limits
@@ -100,11 +106,15 @@ class Pipeline:
         committed with the outcome, so that nothing is lost or taken twice after a crash.
         """
         events: list[Event] = []
+        titles = self._titles
         for observation in observations:
             events.extend(self._sessionizer.observe(observation))
+            if titles is not None:
+                titles.observe(observation)
         changes = self._sessionizer.take_changes()
+        plays = titles.take_changes() if titles is not None else []
         quiet = all(isinstance(o, Tick) for o in observations)
-        if quiet and not (events or changes or consumed_inbox or log_positions):
+        if quiet and not (events or changes or plays or consumed_inbox or log_positions):
             return events
         kept = self._limits.admit(events) if self._limits is not None else events
         instances = self._sessionizer.instances()
@@ -115,6 +125,7 @@ class Pipeline:
             instances=None if instances == self._stored_instances else instances,
             consumed_inbox=consumed_inbox,
             log_positions=log_positions,
+            plays=plays,
         )
         self._stored_instances = instances
         for listener in self._listeners:
@@ -222,6 +233,15 @@ def build_sessionizer(config: Config, store: Store) -> Sessionizer:
     )
 
 
+def build_title_tracker(config: Config, store: Store, sessionizer: Sessionizer) -> TitleTracker:
+    return TitleTracker(
+        outage_grace=max(s.outage_grace for s in config.sources),
+        source_graces={s.name: s.outage_grace for s in config.sources},
+        plays=store.load_plays(),
+        mounts=sessionizer.mount_records(),
+    )
+
+
 def _follow(follower: LogFollower, pipeline: Pipeline) -> None:
     """Feed what the access log says since the last read, with the position that it reached."""
     read = follower.read()
@@ -285,7 +305,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
             matomo_client = await exit_stack.enter_async_context(
                 httpx.AsyncClient(timeout=matomo.timeout, headers={"User-Agent": USER_AGENT})
             )
-            mapper = mapper_for(config, matomo, salt)
+            mapper = mapper_for(config, matomo, salt, store.title_at)
             sink = MatomoSink.from_config(store, matomo_client, matomo, mapper)
         outputs = make_outputs(config, store, out, sink)
         for output in outputs:
@@ -304,7 +324,12 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         limits = KeepaliveLimits(store, outputs)
         telemetry = Telemetry(config, store, sessionizer.open_counts, outputs, limits)
         pipeline = Pipeline(
-            store, sessionizer, Stamper(config, salt), [wake_outputs, telemetry.on_events], limits
+            store,
+            sessionizer,
+            Stamper(config, salt),
+            [wake_outputs, telemetry.on_events],
+            limits,
+            build_title_tracker(config, store, sessionizer),
         )
         upkeep = Upkeep(store, limits, config.history.keep_days)
 

@@ -18,6 +18,8 @@ observations always give the same events; time arrives inside the observations.
   listener first seen hours into a session gets the keep-alives of those hours at once. Those that
   lie in the past are thinned out to one every `catchup_gap` seconds (rounded down to a multiple of
   the interval): they only need to keep the visit whole, not the listener online.
+  The title on air that a poll may carry is not the sessionizer's: `audimeter.nowplaying` turns
+  it into plays.
 * `SourceSeen` names the server instance and its live mounts. A new instance means the server
   restarted: every session of the old one ends. A mount no longer listed ends its sessions.
 * `Tick` lets time pass. A failed poll is no observation at all: the sessions it would have

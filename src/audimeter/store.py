@@ -36,6 +36,7 @@ from audimeter.events import (
     SessionKeptAlive,
     SessionStarted,
 )
+from audimeter.nowplaying import Play, PlayChange, PlayStarted
 from audimeter.observations import LogPosition
 from audimeter.sessionizer import (
     MountRecord,
@@ -50,10 +51,10 @@ from audimeter.sessionizer import (
 SCHEMA_VERSION = 5
 UPGRADABLE = {1, 2, 3, 4}
 """Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
-version 3 the table `parked`, version 5 the table `source_status`; the schema script creates
-them when they are missing. Version 4 journals events instead of queueing Matomo requests: the
-requests queued, parked and refused under an earlier version are carried over as they are
-(`_upgrade_queues`)."""
+version 3 the table `parked`, version 5 the tables `source_status` and `titles`; the schema
+script creates them when they are missing. Version 4 journals events instead of queueing Matomo
+requests: the requests queued, parked and refused under an earlier version are carried over as
+they are (`_upgrade_queues`)."""
 JOURNAL_SCHEMA = 4
 """The first version that journals events."""
 
@@ -195,6 +196,15 @@ CREATE TABLE IF NOT EXISTS salts (
     period TEXT PRIMARY KEY,
     salt TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS titles (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    mount TEXT NOT NULL,
+    title TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS titles_by_start ON titles(source, mount, started_at);
 """.replace("{event}", _EVENT_COLUMNS)
 
 
@@ -608,10 +618,11 @@ class Store:
         instances: Mapping[str, str] | None = None,
         consumed_inbox: Sequence[int] = (),
         log_positions: Sequence[LogPosition] = (),
+        plays: Sequence[PlayChange] = (),
     ) -> None:
         """Write one step's outcome atomically: session changes, mount times, the events into
         the journal and the sessions they end into the history (and the server instance of
-        each source, when given).
+        each source, when given), the titles on air that started and ended.
 
         `consumed_inbox` are the inbox rows this step turned into observations, and
         `log_positions` how far log files were read for it: both move with the step's outcome.
@@ -678,6 +689,7 @@ class Store:
                 self._db.execute("DELETE FROM instances")
                 self._db.executemany("INSERT INTO instances VALUES (?,?)", instances.items())
             self._journal(events)
+            self._plays(plays)
             self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
             self._db.executemany(
                 "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
@@ -699,6 +711,41 @@ class Store:
             " seconds, reason, user_agent, referrer, campaign) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             ended,
         )
+
+    def _plays(self, changes: Sequence[PlayChange]) -> None:
+        """Record plays as they start (open: no end) and end (inside a transaction)."""
+        for change in changes:
+            play = change.play
+            if isinstance(change, PlayStarted):
+                self._db.execute(
+                    "INSERT INTO titles(source, mount, title, started_at) VALUES (?,?,?,?)",
+                    (play.source, play.mount, play.title, play.started_at),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE titles SET ended_at=?"
+                    " WHERE source=? AND mount=? AND started_at=? AND ended_at IS NULL",
+                    (change.ended_at, play.source, play.mount, play.started_at),
+                )
+
+    def load_plays(self) -> list[Play]:
+        """The titles on air when the state was last written (plays not ended)."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT source, mount, title, started_at FROM titles WHERE ended_at IS NULL"
+            )
+            return [Play(*row) for row in rows]
+
+    def title_at(self, source: str, mount: str, at: int) -> str:
+        """The title on air on a mount at the instant `at` ("" for none known)."""
+        row = self._db.execute(
+            "SELECT title, ended_at FROM titles WHERE source=? AND mount=? AND started_at<=?"
+            " ORDER BY started_at DESC, id DESC LIMIT 1",
+            (source, mount, at),
+        ).fetchone()
+        if row is None or (row[1] is not None and row[1] <= at):
+            return ""
+        return str(row[0])
 
     # -- the journal and its readers' cursors -------------------------------------------------
 
@@ -916,9 +963,11 @@ class Store:
     # -- history ------------------------------------------------------------------------------
 
     def prune_history(self, before: int) -> int:
-        """Delete the finished sessions that ended before `before`; returns how many."""
+        """Delete the finished sessions, and the plays, that ended before `before`; returns how
+        many sessions."""
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM history WHERE ended_at < ?", (before,))
+            db.execute("DELETE FROM titles WHERE ended_at < ?", (before,))
         return cursor.rowcount
 
     # -- inbox: events received from servers, kept until the pipeline has taken them ---------

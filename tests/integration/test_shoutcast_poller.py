@@ -449,6 +449,21 @@ def test_dnas1_end_to_end(dnas1: Dnas1Emulator) -> None:
     assert all(r.query.get("mode") == "viewxml" for r in dnas1.requests)
 
 
+def test_the_song_on_air_is_in_each_listing(dnas1: Dnas1Emulator, dnas2: Dnas2Emulator) -> None:
+    observations: list[Observation] = []
+
+    async def emit(observation: Observation) -> None:
+        observations.append(observation)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        await Shoutcast1Poller(source(dnas1.url, kind="shoutcast1"), client).poll(emit)
+        await Shoutcast2Poller(source(dnas2.url), client).poll(emit)
+
+    run(scenario)
+    titles = {(o.mount, o.title) for o in observations if isinstance(o, MountPolled)}
+    assert titles == {("/", "Some Song"), ("/stream", "Some Song"), ("/talk", "Some Song")}
+
+
 def test_dnas1_wrong_password(dnas1: Dnas1Emulator, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="audimeter")
 

@@ -18,6 +18,13 @@ CREATE TABLE IF NOT EXISTS history (
 )
 """
 
+TITLES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS titles (
+    id INTEGER PRIMARY KEY, source TEXT, mount TEXT, title TEXT, started_at INTEGER,
+    ended_at INTEGER
+)
+"""
+
 # Share of a weekday's session starts in each local hour: a quiet night, a morning-drive peak,
 # a long working day and a second peak in the afternoon drive.
 WEEKDAY_CURVE = [
@@ -86,6 +93,25 @@ def station_history(
     ]
 
 
+def station_plays(
+    first: date, days: int, zone: ZoneInfo, seed: int = 1
+) -> list[tuple[str, str, str, int, int | None]]:
+    """Each mount's plays, back to back, 2 to 6 minutes long, from a catalogue of 2,000 titles
+    (a few hits played far more often than the rest): about 35,000 plays a month."""
+    rng = np.random.default_rng(seed)
+    start, end = local_midnight(first, zone), local_midnight(first + timedelta(days), zone)
+    plays = []
+    for mount in MOUNTS:
+        count = (end - start) // 240 + 1
+        lengths = rng.integers(120, 360, count)
+        starts = start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        titles = (rng.pareto(1.0, count) * 50).astype(np.int64) % 2000
+        for s, n, t in zip(starts.tolist(), lengths.tolist(), titles.tolist(), strict=True):
+            if s < end:
+                plays.append(("main", mount, f"Artist {t % 300} - Song {t}", s, s + n))
+    return plays
+
+
 def write_history(
     path: Path, rows: list[tuple[str, str, int, str, int, int, int, str, str, str]]
 ) -> None:
@@ -94,6 +120,18 @@ def write_history(
     db.execute(HISTORY_SCHEMA)
     with db:
         db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.close()
+
+
+def write_plays(path: Path, rows: list[tuple[str, str, str, int, int | None]]) -> None:
+    """Plays (source, mount, title, started_at, ended_at) as `audimeter run` records them."""
+    db = sqlite3.connect(path)
+    db.execute(TITLES_SCHEMA)
+    with db:
+        db.executemany(
+            "INSERT INTO titles(source, mount, title, started_at, ended_at) VALUES (?,?,?,?,?)",
+            rows,
+        )
     db.close()
 
 

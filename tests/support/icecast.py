@@ -581,6 +581,18 @@ class SourceClient:
         if sock is not None:
             sock.close()
 
+    def set_title(self, song: str = "", *, artist: str = "", title: str = "") -> None:
+        """What Icecast shows as on air: `song` alone, or `artist` and `title` apart (the
+        admin metadata update a source client's playout software makes)."""
+        params = {"mount": self.mount, "mode": "updinfo", "charset": "UTF-8"}
+        if song:
+            params["song"] = song
+        if artist:
+            params["artist"] = artist
+        if title:
+            params["title"] = title
+        http_get(self.server, "/admin/metadata", params=params, admin=True)
+
     def reconnect(self) -> None:
         """Close any existing connection and start again (e.g. after a server restart)."""
         self.stop()

@@ -870,7 +870,7 @@ def test_icecast_stats_entities_are_not_expanded(canary: Canary) -> None:
         b"T&x;&y;&i;",
         b"<source mount='/a'><listeners>&i;</listeners></source>",
     )
-    assert parse_stats(body) == ServerStats("Icecast 2.4.4", "T", {"/a": 0})
+    assert parse_stats(body) == ServerStats("Icecast 2.4.4", "T", {"/a": 0}, {"/a": ""})
     for attribute in (b"/a&x;", b"/a&y;"):
         with pytest.raises(FormatError, match="external entity"):
             parse_stats(doctype + STATS % (b"T", b"<source mount='%s'/>" % attribute))
@@ -885,7 +885,7 @@ def statistics(*streams: bytes) -> bytes:
 
 
 def stream(sid: int, mount: str, listeners: int = 0, path: str = "") -> Dnas2Stream:
-    return Dnas2Stream(sid, mount, path, listeners, "", False)
+    return Dnas2Stream(sid, mount, path, listeners, "", "", False)
 
 
 @pytest.mark.parametrize(

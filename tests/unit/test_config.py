@@ -49,6 +49,10 @@ def test_matomo_urls() -> None:
     assert cfg.matomo.tracking_url == "https://matomo.example.org/matomo.php"
     assert cfg.matomo.api_url == "https://matomo.example.org/index.php"
     assert (cfg.matomo.keepalive_interval, cfg.matomo.visit_length) == (120, 1800)
+    assert cfg.matomo.now_playing_dimension is None
+    titled = parse_config(config(matomo={**MATOMO, "now_playing_dimension": 4})).matomo
+    assert titled is not None
+    assert titled.now_playing_dimension == 4
 
 
 ERRORS = {
@@ -86,6 +90,18 @@ ERRORS = {
         "plus the longest poll_interval (60) must be less than matomo.visit_length (1800)",
     ),
     "site id": (config(matomo={**MATOMO, "site_id": 0}), "matomo.site_id: Input should be greater"),
+    "now playing dimension": (
+        config(matomo={**MATOMO, "now_playing_dimension": 0}),
+        "matomo.now_playing_dimension: Input should be greater than or equal to 1",
+    ),
+    "now playing dimension type": (
+        config(matomo={**MATOMO, "now_playing_dimension": "title"}),
+        "matomo.now_playing_dimension: Input should be a valid integer",
+    ),
+    "now playing dimension taken": (
+        config(matomo={**MATOMO, "now_playing_dimension": 3, "dimensions": {"show": 3}}),
+        "matomo: now_playing_dimension (3) is the dimension of the query parameter 'show'",
+    ),
     "missing token": (
         config(matomo={k: v for k, v in MATOMO.items() if k != "token_auth"}),
         f"matomo.token_auth: required but missing (set it in the file or in the environment "

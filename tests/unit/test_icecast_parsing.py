@@ -95,6 +95,43 @@ def test_stats(name: str) -> None:
     assert stats.mounts == expected
 
 
+@pytest.mark.parametrize(
+    ("folder", "name", "titles"),
+    [
+        (ICECAST_24, "admin_stats.xml", {"/live.mp3": "Lab Artist - Sine 440Hz"}),
+        (
+            ICECAST_24,
+            "admin_stats_titles.xml",
+            {"/live.mp3": "Lab Artist - Sine 440Hz", "/second.mp3": "Only A Song Title"},
+        ),
+        (ICECAST_KH, "admin_stats.xml", {}),
+        (ICECAST_25, "admin_stats.xml", {}),
+    ],
+    ids=["2.4", "2.4-titles", "kh", "2.5"],
+)
+def test_stats_titles(folder: Path, name: str, titles: dict[str, str]) -> None:
+    stats = parse_stats((folder / name).read_bytes())
+    assert stats.titles == {mount: titles.get(mount, "") for mount in stats.mounts}
+
+
+@pytest.mark.parametrize(
+    ("fields", "title"),
+    [
+        ("<artist>A</artist><title>T</title>", "A - T"),  # Ogg sources: apart
+        ("<artist> A </artist>", "A"),
+        ("<title>T</title><yp_currently_playing>Y</yp_currently_playing>", "T"),
+        ("<yp_currently_playing>Y</yp_currently_playing>", "Y"),
+        ("<artist></artist><title> </title>", ""),
+    ],
+)
+def test_stats_title_fields(fields: str, title: str) -> None:
+    body = (
+        "<icestats><server_start_iso8601>S</server_start_iso8601>"
+        f'<source mount="/m">{fields}</source></icestats>'
+    ).encode()
+    assert parse_stats(body).titles == {"/m": title}
+
+
 def test_listmounts_is_not_a_listclients_answer() -> None:
     # listmounts has <source> elements but no listeners: parsed as a mount with nobody on it.
     mount, listeners = parse_listclients(fixture("admin_listmounts.xml"))
@@ -381,6 +418,8 @@ def test_a_poll_of_the_captured_server(server: str) -> None:
     assert seen == SourceSeen("radio", 1_800_000_000, stats.instance, frozenset({"/live.mp3"}))
     assert isinstance(polled, MountPolled)
     assert (polled.mount, decode_all(polled.listeners)) == listings["admin_listclients_live.xml"]
+    # Only the 2.4 capture was made with a title set; KH and 2.5 were sent none.
+    assert polled.title == ("Lab Artist - Sine 440Hz" if folder == ICECAST_24 else "")
 
 
 @pytest.mark.parametrize("folder", [ICECAST_24, ICECAST_KH, ICECAST_25], ids=["2.4", "kh", "2.5"])

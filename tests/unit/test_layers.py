@@ -11,7 +11,7 @@ import audimeter
 
 PACKAGE = Path(audimeter.__file__).parent
 DOWNSTREAM = (
-    *("store", "sessionizer", "exactends", "runner", "sinks", "outputs", "matomo"),
+    *("store", "sessionizer", "nowplaying", "exactends", "runner", "sinks", "outputs", "matomo"),
     *("telemetry", "metricsserver", "sdnotify"),
 )
 """What sources and the policy feed, directly or further on: none of it may be imported."""

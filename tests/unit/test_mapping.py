@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from audimeter.config import parse_config
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
-from audimeter.matomo.mapping import RequestMapper, SiteMapping, visitor_id
+from audimeter.matomo.mapping import RequestMapper, SiteMapping, mapper_for, visitor_id
 
 SESSION = Session("main", "i1", "/live.mp3", "7", "203.0.113.9", "VLC/3.0.18", "", 1000, 0)
 MAPPER = RequestMapper("salt", {"main": SiteMapping(3, "http://radio.example:8000")}, 3)
@@ -138,3 +139,52 @@ def test_no_campaign_leaves_the_stream_url_bare() -> None:
     mapper = RequestMapper("salt", {"main": SiteMapping(1, "http://r")}, 1)
     session = Session("main", "i", "/live", "1", "10.0.0.1", "VLC", "", 5, 0, "app=x&pass=y")
     assert mapper.params(SessionStarted(session))["url"] == "http://r/live"
+
+
+def test_the_title_on_air_goes_with_keepalives_and_ends_when_configured() -> None:
+    asked: list[tuple[str, str, int]] = []
+
+    def title_at(source: str, mount: str, at: int) -> str:
+        asked.append((source, mount, at))
+        return {1239: "Artist - Song", 1299: "x" * 300}.get(at, "")
+
+    sites = {"main": SiteMapping(3, "http://radio.example:8000")}
+    mapper = RequestMapper("salt", sites, 3, {"app": 2}, now_playing=(7, title_at))
+    start = mapper.params(SessionStarted(SESSION))
+    kept = mapper.params(SessionKeptAlive(SESSION, 1240, 1120))
+    end = mapper.params(SessionEnded(SESSION, 1300, 1240, EndReason.LEFT))
+    silent = mapper.params(SessionKeptAlive(SESSION, 1360, 1300))
+    # Looked up at the moment each request is dated (cdt), never for the start.
+    assert [at for _, _, at in asked] == [1239, 1299, 1359]
+    assert {(source, mount) for source, mount, _ in asked} == {("main", "/live.mp3")}
+    assert "dimension7" not in start
+    assert kept == {
+        **MAPPER.params(SessionKeptAlive(SESSION, 1240, 1120)),
+        "dimension7": kept["dimension7"],
+    }
+    assert kept["dimension7"] == "Artist - Song"
+    assert end["dimension7"] == "x" * 250  # Matomo's limit
+    assert "dimension7" not in silent  # nothing on air
+
+
+def test_no_title_dimension_without_the_setting() -> None:
+    for event in (
+        SessionKeptAlive(SESSION, 1240, 1120),
+        SessionEnded(SESSION, 1300, 0, EndReason.LEFT),
+    ):
+        assert not any(key.startswith("dimension") for key in MAPPER.params(event))
+
+
+def test_mapper_for_sends_the_title_only_with_now_playing_dimension() -> None:
+    source = {"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "p"}
+    matomo = {"url": "https://m.example/", "site_id": 3, "token_auth": "t"}
+    event = SessionKeptAlive(SESSION, 1240, 1120)
+    for setting, expected in ((None, None), (5, "On Air")):
+        config = parse_config(
+            {"sources": [source], "matomo": {**matomo, "now_playing_dimension": setting}}
+            if setting
+            else {"sources": [source], "matomo": matomo}
+        )
+        assert config.matomo is not None
+        mapper = mapper_for(config, config.matomo, "salt", lambda source, mount, at: "On Air")
+        assert mapper.params(event).get("dimension5") == expected

@@ -63,6 +63,7 @@ def test_dnas1_full_status() -> None:
     status = parse_dnas1_status(fixture("v1_admin_viewxml_full.xml"))
     assert status.version == "1.9.8"
     assert status.current_listeners == 2
+    assert status.song == "Fake Song Title"
     assert listeners(status.listeners) == [
         Listener("11575", "127.0.0.1", "testclient/1.2.3", 67),
         Listener("11577", "127.0.0.2", "badgerous/3.2.1", 351),
@@ -194,9 +195,9 @@ def test_statistics() -> None:
     statistics = parse_dnas2_statistics(STATISTICS)
     assert statistics.version == "2.6.1.777 (posix(linux x64))"
     assert statistics.streams == {
-        1: Dnas2Stream(1, "/stream", "/stream", 5, "Radio Jazz", True),
-        2: Dnas2Stream(2, "/live", "/live", 2, "Talk", True),
-        3: Dnas2Stream(3, "/stream/3/", "", 0, "", False),
+        1: Dnas2Stream(1, "/stream", "/stream", 5, "Radio Jazz", "Tune", True),
+        2: Dnas2Stream(2, "/live", "/live", 2, "Talk", "", True),
+        3: Dnas2Stream(3, "/stream/3/", "", 0, "", "", False),
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.nowplaying import Play, PlayEnded, PlayStarted
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -110,6 +111,58 @@ def test_a_state_file_of_an_earlier_schema_keeps_its_sessions_and_requests(
     version_row = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
     assert version_row.fetchone() == (str(SCHEMA_VERSION),)
     Store.open(path).close()  # and opens again as it is
+
+
+def test_a_state_file_of_schema_4_keeps_its_journal_and_parked_events(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    db = sqlite3.connect(path)
+    db.executescript((Path(__file__).parent / "schemas" / "v4.sql").read_text())
+    db.execute("INSERT INTO meta VALUES ('schema_version', '4')")
+    db.commit()
+    db.close()
+    store = Store.open(path)
+    store.commit([], [], [START] * 2)
+    rows = store.journal_batch(0, 10)
+    store.park([(rows[1], 2)])
+    store.close()
+    db = sqlite3.connect(path)  # back to version 4, with a parked event in its table
+    db.execute("DROP TABLE titles")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    store = Store.open(path)
+    assert store.journal_batch(0, 10) == rows
+    assert store.parked_sites() == {2: 1}
+    assert store.release(2) == 1
+    store.commit([], [], [], plays=[PlayStarted(Play("main", "/live", "T", 5))])
+    assert store.load_plays() == [Play("main", "/live", "T", 5)]
+    store.close()
+    version_row = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'")
+    assert version_row.fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_plays_are_recorded_and_the_title_on_air_is_found_by_time(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    store = Store.open(path)
+    one, two = Play("main", "/live", "one", 100), Play("main", "/live", "two", 130)
+    store.commit([], [], [], plays=[PlayStarted(one)])
+    store.commit([], [], [], plays=[PlayEnded(one, 130), PlayStarted(two)])
+    store.commit([], [], [], plays=[PlayStarted(Play("main", "/other", "three", 100))])
+    store.close()
+    store = Store.open(path)
+    assert sorted(store.load_plays(), key=str) == [
+        Play("main", "/live", "two", 130),
+        Play("main", "/other", "three", 100),
+    ]
+    titles = [store.title_at("main", "/live", at) for at in (99, 100, 129, 130, 10**9)]
+    assert titles == ["", "one", "one", "two", "two"]
+    store.commit([], [], [], plays=[PlayEnded(two, 140)])
+    assert [store.title_at("main", "/live", at) for at in (139, 140)] == ["two", ""]
+    assert store.title_at("other", "/live", 135) == ""
+    assert store.prune_history(135) == 0  # and the play that ended before is gone
+    assert store.title_at("main", "/live", 120) == ""
+    assert store.title_at("main", "/live", 135) == "two"
+    store.close()
 
 
 def test_a_state_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -21,6 +21,12 @@ attribute conversions). Nothing else of the query goes there: it may hold a pass
 The keep-alives and the end carry the bare stream URL: with no campaign of their own they leave
 the visit's campaign alone. Configured query parameters become custom dimensions.
 
+With `now_playing_dimension`, each keep-alive and end also carries the title on air on the
+session's mount at the moment the request is dated (`cdt`), as that action-scoped custom
+dimension. It is looked up when the request is made, from the plays the store recorded, not
+journaled with the event: the journal stays as it was, and a request sent late (after an outage
+of Matomo, a replayed session) still names what was on air then, not what is on air now.
+
 `cid` pins the visitor: a salted hash of the listener's address,
 player and slot (the slot separates identical listeners listening at the same time). The salt is
 a fixed string or, with `[privacy] salt_rotation`, the salt of the period the session started
@@ -51,6 +57,8 @@ _UNIQUE = frozenset({"cid", "cip", "cdt", "e_v"})
 
 SaltSource = Callable[[int], str]
 """The visitor-id salt for a session that started at the given unix time."""
+TitleLookup = Callable[[str, str, int], str]
+"""The title on air on a source's mount at a unix time ("" for none)."""
 
 
 def visitor_id(salt: str | SaltSource, session: Session) -> str:
@@ -84,11 +92,14 @@ class RequestMapper:
         sites: dict[str, SiteMapping],
         default_site_id: int,
         dimensions: Mapping[str, int] | None = None,
+        now_playing: tuple[int, TitleLookup] | None = None,
     ) -> None:
-        """`salt`: one salt for good, or the salt for a session's start time."""
+        """`salt`: one salt for good, or the salt for a session's start time. `now_playing`:
+        the dimension id for the title on air, and where to look the title up."""
         self._salt = salt
         self._sites = sites
         self._dimensions = dict(dimensions or {})
+        self._now_playing = now_playing
         # Sessions kept from a source since removed from the configuration still get their
         # keep-alives and end; events need no URL, and starts only come from polled sources.
         self._fallback = SiteMapping(default_site_id, "")
@@ -159,17 +170,31 @@ class RequestMapper:
         return "?" + "&".join(parts)
 
     def _event(self, action: str, session: Session, at: int, previous_at: int) -> dict[str, str]:
-        return {
+        dated = max(session.started_at, at - 1)
+        params = {
             "e_c": EVENT_CATEGORY,
             "e_a": action,
             "e_n": self.title(session),
             "e_v": str(at - previous_at),
-            "cdt": str(max(session.started_at, at - 1)),
+            "cdt": str(dated),
         }
+        if self._now_playing is not None:
+            dimension, title_at = self._now_playing
+            on_air = title_at(session.source, session.mount, dated)
+            if on_air:
+                params[f"dimension{dimension}"] = on_air[:DIMENSION_MAX]
+        return params
 
 
-def mapper_for(config: Config, matomo: MatomoConfig, salt: str | SaltSource) -> RequestMapper:
-    """The request mapper of a configuration, the same for `audimeter run` and `import`."""
+def mapper_for(
+    config: Config,
+    matomo: MatomoConfig,
+    salt: str | SaltSource,
+    title_at: TitleLookup | None = None,
+) -> RequestMapper:
+    """The request mapper of a configuration, the same for `audimeter run` and `import`;
+    `title_at` finds the titles on air (`matomo.now_playing_dimension`)."""
+    dimension = matomo.now_playing_dimension
     return RequestMapper(
         salt,
         {
@@ -178,4 +203,5 @@ def mapper_for(config: Config, matomo: MatomoConfig, salt: str | SaltSource) -> 
         },
         default_site_id=matomo.site_id,
         dimensions=matomo.dimensions,
+        now_playing=None if dimension is None or title_at is None else (dimension, title_at),
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from audimeter.reports.metrics import Row
 
-GROUP_COLUMNS = {"mount": "mount", "source": "source", "site": "site_id"}
+MOUNT_KEY = "source || char(31) || mount"
+"""A mount of a source as one value: what plays and sessions of `--by title` are matched by."""
+GROUP_COLUMNS = {"mount": "mount", "source": "source", "site": "site_id", "title": MOUNT_KEY}
 
 
 class HistoryError(Exception):
@@ -31,9 +34,32 @@ def read_sessions(
     Read-only: `audimeter run` may write meanwhile (WAL), and a writer holding the file briefly
     is waited for (busy timeout).
     """
-    if not path.exists():
-        raise HistoryError(f"there is no state file {path} (check [state] path)")
     value = GROUP_COLUMNS[group] if group else "NULL"
+    where, args = _filters(end, start, source, mount)
+    query = (
+        f"SELECT started_at, seconds, visitor_id, {value} FROM history "  # noqa: S608 (fixed names)
+        f"WHERE {' AND '.join(where)}"
+    )
+    yield from _read(path, query, args, chunk)
+
+
+def read_plays(
+    path: Path, start: int, end: int, *, source: str | None = None, mount: str | None = None
+) -> list[tuple[str, str, int, int]]:
+    """(mount key, title, started_at, ended_at) of the plays that started in [start, end) and
+    have ended."""
+    where, args = _filters(end, start, source, mount)
+    where[1] = "started_at >= ? AND ended_at IS NOT NULL"
+    query = (
+        f"SELECT {MOUNT_KEY}, title, started_at, ended_at FROM titles "  # noqa: S608 (fixed names)
+        f"WHERE {' AND '.join(where)}"
+    )
+    return [row for block in _read(path, query, args, 65_536) for row in block]
+
+
+def _filters(
+    end: int, start: int, source: str | None, mount: str | None
+) -> tuple[list[str], list[str | int]]:
     where = ["started_at < ?", "ended_at >= ?"]
     args: list[str | int] = [end, start]
     if source is not None:
@@ -42,10 +68,12 @@ def read_sessions(
     if mount is not None:
         where.append("mount = ?")
         args.append(mount)
-    query = (
-        f"SELECT started_at, seconds, visitor_id, {value} FROM history "  # noqa: S608 (fixed names)
-        f"WHERE {' AND '.join(where)}"
-    )
+    return where, args
+
+
+def _read(path: Path, query: str, args: list[str | int], chunk: int) -> Iterator[list[Any]]:
+    if not path.exists():
+        raise HistoryError(f"there is no state file {path} (check [state] path)")
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error as exc:
@@ -57,6 +85,11 @@ def read_sessions(
             yield block
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
+            if "titles" in str(exc):
+                raise HistoryError(
+                    f"{path} has no titles on air recorded yet: `audimeter run` records them "
+                    "from this version on"
+                ) from None
             raise HistoryError(
                 f"{path} has no history of sessions yet: it is written by `audimeter run` and "
                 "`audimeter import` from this version on"

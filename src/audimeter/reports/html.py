@@ -187,7 +187,35 @@ def _cells(metrics: Metrics, report: Report) -> str:
     return "".join(f"<td>{escape(c)}</td>" for c in cells)
 
 
+TITLE_HEADERS = (
+    *("plays", "airtime", "TLH (h)", "AAS", "sessions"),
+    *("listeners at start", "avg at start", "tune-outs", "tune-out rate"),
+)
+
+
+def _titles_table(report: Report) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("title", *TITLE_HEADERS))
+    rows = []
+    for key, m in report.titles:
+        cells = (
+            key,
+            _number(m.plays),
+            duration(m.airtime),
+            _number(m.tlh, 2),
+            _number(m.aas, 2),
+            _number(m.sessions),
+            _number(m.listeners_at_start),
+            _number(m.avg_listeners_at_start, 1),
+            _number(m.tune_outs),
+            f"{m.tune_out_rate:.1%}",
+        )
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return f'<div class="wide"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
+
+
 def _table(report: Report) -> str:
+    if report.by == "title":
+        return _titles_table(report)
     head = "".join(f"<th>{h}</th>" for h in (escape(report.by or ""), *HEADERS))
     rows = [f"<tr><td>{escape(str(k))}</td>{_cells(m, report)}</tr>" for k, m in report.rows]
     rows.append(f'<tr class="total"><td>total</td>{_cells(report.totals, report)}</tr>')

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from audimeter.reports.dayparts import Daypart
 from audimeter.reports.periods import SLICES, Grid, Ints, Slice, slices, whole
+from audimeter.reports.titles import PlayRow, TitleMetrics, title_rows
 
 AQH_SECONDS = 300
 """Listening inside a quarter hour that makes a listener count in it (5 minutes)."""
@@ -293,6 +294,8 @@ class Report:
     rows: list[tuple[Hashable, Metrics]]
     listeners: Ints
     """Listeners counted in each quarter hour of the period (the terms of the total AQH)."""
+    titles: list[tuple[str, TitleMetrics]]
+    """With `by="title"`, the rows (the numbers of a title are not `Metrics`)."""
 
 
 def _sort_key(value: Hashable) -> tuple[int, str]:
@@ -306,12 +309,17 @@ def report(
     min_session: int,
     by: str | None = None,
     dayparts: Sequence[Daypart] = (),
+    plays: Iterable[PlayRow] = (),
 ) -> Report:
-    """Totals over the period and, with `by`, one row per slice of time or per group value."""
+    """Totals over the period and, with `by`, one row per slice of time or per group value;
+    with `by="title"`, one per title of `plays` (whose mount keys are the sessions' groups)."""
     everyone = Population(sessions, grid, min_session)
     period = whole(grid)
     rows: list[tuple[Hashable, Metrics]] = []
-    if by in SLICES:
+    titles: list[tuple[str, TitleMetrics]] = []
+    if by == "title":
+        titles = title_rows(sessions, plays, min_session)
+    elif by in SLICES:
         rows = [(s.key, everyone.metrics(s)) for s in slices(grid, by, dayparts)]
     elif by in GROUPS:
         for code in sorted(
@@ -321,4 +329,4 @@ def report(
             rows.append((sessions.groups[code], group.metrics(period)))
     elif by is not None:
         raise ValueError(f"unknown breakdown: {by}")
-    return Report(grid, min_session, by, everyone.metrics(period), rows, everyone.listeners)
+    return Report(grid, min_session, by, everyone.metrics(period), rows, everyone.listeners, titles)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from audimeter.reports.metrics import Metrics, Report, buckets
 from audimeter.reports.periods import iso
+from audimeter.reports.titles import TitleMetrics
 
 METRICS = (
     "sessions",
@@ -29,6 +30,25 @@ METRICS = (
     "peak_at",
     "short_sessions",
 )
+
+
+TITLE_FIELDS = (
+    "plays",
+    "airtime",
+    "seconds",
+    "tlh",
+    "aas",
+    "sessions",
+    "listeners_at_start",
+    "avg_listeners_at_start",
+    "tune_outs",
+    "tune_out_rate",
+)
+"""The numbers of a title (`--by title`), in `rows` instead of METRICS."""
+
+
+def title_dict(metrics: TitleMetrics) -> dict[str, Any]:
+    return {name: getattr(metrics, name) for name in TITLE_FIELDS}
 
 
 def metrics_dict(metrics: Metrics, report: Report) -> dict[str, Any]:
@@ -47,16 +67,23 @@ def to_json(report: Report) -> str:
         "min_session": report.min_session,
         "by": report.by,
         "totals": metrics_dict(report.totals, report),
-        "rows": [{"key": key, **metrics_dict(m, report)} for key, m in report.rows],
+        "rows": [{"key": key, **metrics_dict(m, report)} for key, m in report.rows]
+        + [{"key": key, **title_dict(m)} for key, m in report.titles],
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
 def to_csv(report: Report) -> str:
-    """One header row; the totals first (by = "total", empty key), then one row per key."""
+    """One header row; the totals first (by = "total", empty key), then one row per key. By
+    title: the numbers of each title only (totals are other numbers)."""
     names = [name for name, _ in buckets(report.min_session)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    if report.by == "title":
+        writer.writerow(["by", "key", *TITLE_FIELDS])
+        for name, numbers in report.titles:
+            writer.writerow(["title", name, *title_dict(numbers).values()])
+        return out.getvalue()
     writer.writerow(["by", "key", *METRICS, *(f"durations_{n}" for n in names)])
     lines: list[tuple[str, Hashable, Metrics]] = [("total", "", report.totals)]
     lines += [(report.by or "", key, m) for key, m in report.rows]
@@ -89,6 +116,28 @@ def _cells(metrics: Metrics, report: Report) -> list[str]:
         peak_at.replace("T", " "),
         f"{metrics.short_sessions:,}",
     ]
+
+
+def _titles_table(report: Report) -> Table:
+    table = Table(title="Titles on air", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("title", style="bold", overflow="fold", max_width=60)
+    headers = ("plays", "airtime", "TLH", "AAS", "sessions", "at start", "avg", "tune-outs", "rate")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for key, m in report.titles:
+        table.add_row(
+            key,
+            f"{m.plays:,}",
+            duration(m.airtime),
+            f"{m.tlh:,.2f} h",
+            f"{m.aas:,.2f}",
+            f"{m.sessions:,}",
+            f"{m.listeners_at_start:,}",
+            f"{m.avg_listeners_at_start:,.1f}",
+            f"{m.tune_outs:,}",
+            f"{m.tune_out_rate:.1%}",
+        )
+    return table
 
 
 def to_table(report: Report, width: int | None = None) -> str:
@@ -127,6 +176,8 @@ def to_table(report: Report, width: int | None = None) -> str:
     spread.add_row("total", *(f"{report.totals.durations[n]:,}" for n in names), style="bold")
     out = io.StringIO()
     console = Console(file=out, width=width or 160, color_system=None, highlight=False)
+    if report.by == "title":
+        console.print(_titles_table(report))
     console.print(table)
     console.print(spread)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"

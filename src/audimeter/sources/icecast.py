@@ -5,9 +5,9 @@ The versions differ only in the listener fields of `/admin/listclients`: 2.4 wri
 adds `<Referer>` and `<lag>`. The parser accepts every spelling, so the version is detected from
 the answer and never configured.
 
-One poll cycle asks `/admin/stats` for the server instance (`server_start_iso8601`) and the live
-mounts, then `/admin/listclients` for every mount at once. A mount whose listing fails is left
-out: its listeners are unknown this cycle, not gone.
+One poll cycle asks `/admin/stats` for the server instance (`server_start_iso8601`), the live
+mounts and the title on air on each, then `/admin/listclients` for every mount at once. A mount
+whose listing fails is left out: its listeners are unknown this cycle, not gone.
 
 The listings are fetched together but parsed one at a time, each handed on before the next is
 parsed: a parsed listing takes several times the memory of its bytes. Of a listing only the client
@@ -35,6 +35,7 @@ from audimeter.observations import (
     ListenerTable,
     MountPolled,
     SourceSeen,
+    now_playing,
 )
 from audimeter.sources import Emit, ServerInfo, SourceError
 from audimeter.sources.http import fetch
@@ -56,6 +57,8 @@ class ServerStats:
     instance: str
     mounts: dict[str, int]
     """Live mounts and their listener counts."""
+    titles: dict[str, str]
+    """The title on air per live mount ("" for none)."""
 
 
 def parse_stats(body: bytes) -> ServerStats:
@@ -66,11 +69,18 @@ def parse_stats(body: bytes) -> ServerStats:
     if not instance:
         raise FormatError("no server_start_iso8601 in /admin/stats")
     mounts = {}
+    titles = {}
     for source in root.iterchildren("source"):
         mount = source.get("mount")
         if mount:
             mounts[mount] = _int(source.findtext("listeners"))
-    return ServerStats(root.findtext("server_id") or "Icecast", instance, mounts)
+            # MP3 sources' artist and title arrive joined in <title>; Ogg ones' apart; a
+            # server listed in a directory may show only yp_currently_playing.
+            titles[mount] = (
+                now_playing(source.findtext("artist"), source.findtext("title"))
+                or (source.findtext("yp_currently_playing") or "").strip()
+            )
+    return ServerStats(root.findtext("server_id") or "Icecast", instance, mounts, titles)
 
 
 # A listener's id is the first text in its first <ID> element (2.4, KH) or, when that has none,
@@ -225,7 +235,8 @@ class IcecastPoller:
                 self._skipped(mount, str(exc))
                 continue
             self._problems.succeeded(mount, "source %s: mount %s answers again", self.name, mount)
-            await emit(MountPolled(self.name, at, stats.instance, listed_mount, listeners))
+            title = stats.titles.get(listed_mount)
+            await emit(MountPolled(self.name, at, stats.instance, listed_mount, listeners, title))
 
     async def _fetch_listing(self, mount: str) -> tuple[str, int, bytes | None]:
         try:

@@ -5,9 +5,9 @@ Theory of operation
 DNAS 2 (sc_serv2) serves several streams from one process. One poll cycle asks:
 
 1. `/statistics?json=1` (public): every stream the server knows, with its id, `streampath`,
-   listener count and title, and the server version. The streams polled are `config.streams`,
-   or every stream listed. Each stream is a mount named by its streampath, `/stream/<sid>/` when
-   the server gives none.
+   listener count, title and song on air (`songtitle`), and the server version. The streams
+   polled are `config.streams`, or every stream listed. Each stream is a mount named by its
+   streampath, `/stream/<sid>/` when the server gives none.
 2. `admin.cgi?sid=S&mode=bandwidth&type=json`: its `time` is the number of seconds since the DNAS
    process started, which names the server instance (below).
 3. `admin.cgi?sid=N&mode=viewjson&page=3` per stream, all at once: that stream's listeners. When
@@ -21,8 +21,9 @@ sent as `pass=` in the query instead. Whichever was accepted is kept. Redirects 
 `fetch` treats any answer but 200 as a failure, which is what a login-page redirect must be.
 
 DNAS 1.9 serves one stream (mount `/`) and answers everything in one request,
-`admin.cgi?pass=P&mode=viewxml`. It hands the audio stream, not its pages, to clients whose
-User-Agent lacks "Mozilla", so those requests carry a Mozilla-compatible User-Agent.
+`admin.cgi?pass=P&mode=viewxml` (the song on air is its `SONGTITLE`). It hands the audio stream,
+not its pages, to clients whose User-Agent lacks "Mozilla", so those requests carry a
+Mozilla-compatible User-Agent.
 
 A stream whose listing fails is left out of that cycle (its listeners are unknown, not gone) and
 logged once, when it starts failing or fails differently.
@@ -117,6 +118,8 @@ class Dnas2Stream:
     """The streampath as reported; empty when absent."""
     listeners: int
     title: str
+    song: str
+    """The song on air (`songtitle`), "" for none."""
     active: bool
     """A source is connected (`streamstatus` 1)."""
 
@@ -133,6 +136,8 @@ class Dnas1Status:
     version: str
     listeners: ListenerList
     current_listeners: int
+    song: str
+    """The song on air (`SONGTITLE`), "" for none."""
 
 
 # -- value helpers -------------------------------------------------------------------------------
@@ -333,6 +338,7 @@ def parse_dnas2_statistics(body: bytes) -> Dnas2Statistics:
             path=path,
             listeners=max(_integer(entry.get("currentlisteners")) or 0, 0),
             title=_text(entry.get("servertitle")),
+            song=_text(entry.get("songtitle")).strip(),
             active=_integer(entry.get("streamstatus")) == 1,
         )
     return Dnas2Statistics(_text(document.get("version")).strip(), streams)
@@ -365,6 +371,7 @@ def parse_dnas1_status(body: bytes) -> Dnas1Status:
         version=(root.findtext("VERSION") or "").strip(),
         listeners=listeners,
         current_listeners=len(listeners.client_ids) if count is None else max(count, 0),
+        song=(root.findtext("SONGTITLE") or "").strip(),
     )
 
 
@@ -593,7 +600,7 @@ class Shoutcast2Poller:
             # A configured stream the server does not list has nobody on it: polling it says so.
             streams = [
                 statistics.streams.get(sid)
-                or Dnas2Stream(sid, default_mount(sid), "", 0, "", False)
+                or Dnas2Stream(sid, default_mount(sid), "", 0, "", "", False)
                 for sid in self.config.streams
             ]
         return [stream for stream in streams if self.config.wants_mount(stream.mount)]
@@ -686,7 +693,9 @@ class Shoutcast2Poller:
         await emit(SourceSeen(self.name, int(seen_at), instance, mounts))
         for stream, (at, listeners, _) in zip(streams, listings, strict=True):
             if listeners is not None:
-                await emit(MountPolled(self.name, at, instance, stream.mount, listeners))
+                await emit(
+                    MountPolled(self.name, at, instance, stream.mount, listeners, stream.song)
+                )
 
     def _moved(self, listings: Sequence[tuple[int, ListenerTable]]) -> int | None:
         """How far the starts of the stored sessions' listeners moved (the median, so that no
@@ -787,4 +796,4 @@ class Shoutcast1Poller:
         uids = {1: [int(client_id) for client_id in status.listeners.client_ids]}
         instance = self._instance.update(at, None, uids)
         await emit(SourceSeen(self.name, at, instance, frozenset({self.MOUNT})))
-        await emit(MountPolled(self.name, at, instance, self.MOUNT, status.listeners))
+        await emit(MountPolled(self.name, at, instance, self.MOUNT, status.listeners, status.song))
