@@ -233,8 +233,6 @@ BREAKDOWNS = (
     *("mount", "source", "site", "player", "country", "title"),
 )
 NOT_RECORDED = {
-    "player": "the history records no player yet",
-    "country": "the history records no country yet",
     "title": "no titles on air are recorded yet",
 }
 
@@ -308,7 +306,7 @@ def report_command(
     from audimeter.config import check_timezone
     from audimeter.reports.history import HistoryError, read_sessions
     from audimeter.reports.html import to_html
-    from audimeter.reports.metrics import Report, collect, report
+    from audimeter.reports.metrics import GROUPS, Report, collect, report
     from audimeter.reports.periods import quarter_grid
     from audimeter.reports.render import to_csv, to_json, to_table
 
@@ -336,7 +334,7 @@ def report_command(
             grid.end,
             source=source_name,
             mount=mount,
-            group=by if by in ("mount", "source", "site") else None,
+            group=by if by in GROUPS else None,
         )
         result = report(
             collect(rows),

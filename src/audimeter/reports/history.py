@@ -8,7 +8,16 @@ from pathlib import Path
 
 from audimeter.reports.metrics import Row
 
-GROUP_COLUMNS = {"mount": "mount", "source": "source", "site": "site_id"}
+UNKNOWN_COUNTRY = "unknown"
+"""The key of the sessions whose country is not known (no GeoIP database, or not in it)."""
+GROUP_COLUMNS = {
+    "mount": "mount",
+    "source": "source",
+    "site": "site_id",
+    "player": "player",
+    "country": f"coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}')",
+}
+"""The SQL that gives each session's value for a breakdown by value."""
 
 
 class HistoryError(Exception):
