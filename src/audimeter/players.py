@@ -34,9 +34,10 @@ CACHED_AGENTS = 4096
 
 
 def _upstream(parser: Any) -> type:
-    """`parser` with Matomo's own rule files only."""
+    """`parser` with Matomo's own rule files only (under its own name: the port finds the
+    words that select a parser's rules by the parser's class name)."""
     files = tuple(f for f in parser.fixture_files if f.startswith("upstream/"))
-    return type(f"Matomo{parser.__name__}", (parser,), {"fixture_files": files, "__slots__": ()})
+    return type(parser.__name__, (parser,), {"fixture_files": files, "__slots__": ()})
 
 
 class _MatomoClients(DeviceDetector):  # type: ignore[misc]

@@ -2,7 +2,8 @@
 
 It maps the loopback listeners of the tests to countries as GeoLite2-Country does (a `country`
 with its `iso_code`): 127.0.0.11 DE, 127.0.0.12 FR, 127.0.0.13 US, the rest of 127.0.0.0/24 GB,
-2001:db8::/32 JP; 127.0.1.0/24 has only a `registered_country` (NL). Everything else is unknown.
+2001:db8::/32 JP, 198.51.100.0/24 AT; 127.0.1.0/24 has only a `registered_country` (NL).
+Everything else is unknown.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ NETWORKS = {
     "127.0.0.13/32": {"country": {"iso_code": "US"}},
     "127.0.1.0/24": {"registered_country": {"iso_code": "NL"}},
     "2001:db8::/32": {"country": {"iso_code": "JP"}},
+    "198.51.100.0/24": {"country": {"iso_code": "AT"}},
 }
 
 

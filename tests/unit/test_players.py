@@ -25,7 +25,8 @@ CHROME = (
         # Names this port's own generic rules would make up, where Matomo knows no client.
         ("SomethingWeird/1.0", UNKNOWN),
         ("BASS/2.4", UNKNOWN),
-        ("ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2", UNKNOWN),
+        ("RadioApp/1.0 CFNetwork/1408.0.4 Darwin/22.5.0", UNKNOWN),
+        ("ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2", "Android Browser"),
         ("", UNKNOWN),
         ("   ", UNKNOWN),
     ],
