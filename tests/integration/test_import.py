@@ -557,7 +557,7 @@ def test_an_import_records_players_and_countries_as_privacy_allows(
         "SELECT user_agent, player, country FROM history"
     )
     players = {agent: player for agent, player, _ in rows.fetchall()}
-    assert players == {VLC: "VLC", FIREFOX: "Firefox", EXO: "Unknown"}
+    assert players == {VLC: "VLC", FIREFOX: "Firefox", EXO: "Android Browser"}
     found = sqlite3.connect(tmp_path / "state.db").execute(
         "SELECT DISTINCT country FROM history ORDER BY 1"
     )

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from audimeter.config import ConfigError, parse_config
+from audimeter.events import EndReason, Session, SessionEnded, SessionStarted
 from audimeter.geo import CACHED_ADDRESSES, Countries
+from audimeter.journal import Stamper
 from tests.support.geoip import write_countries
 
 SOURCES = [{"name": "main", "kind": "icecast", "url": "http://127.0.0.1:8000", "password": "x"}]
@@ -63,3 +65,15 @@ def test_the_setting_names_a_readable_database(database: Path, tmp_path: Path) -
             parse_config({"history": {"geoip": str(path)}, "sources": SOURCES}, "a.toml")
         assert str(error.value).startswith(f"a.toml: history.geoip: {path}: {problem}")
         assert "\n" not in str(error.value)
+
+
+def test_a_sessions_end_is_stamped_with_its_player_and_country(database: Path) -> None:
+    """What `audimeter run` and `audimeter import` journal: the end carries both, for the
+    history; other events neither."""
+    config = parse_config({"history": {"geoip": str(database)}, "sources": SOURCES})
+    stamp = Stamper(config, "salt")
+    session = Session("main", "", "/live", "7", "127.0.0.12", "WinampMPEG/5.66", "", 100, 0)
+    end = stamp(SessionEnded(session, 400, 220, EndReason.LEFT))
+    assert (end.player, end.country) == ("Winamp", "FR")
+    start = stamp(SessionStarted(session))
+    assert (start.player, start.country, start.visitor_id) == ("", "", end.visitor_id)
