@@ -236,10 +236,6 @@ BREAKDOWNS = (
     *("day", "hour", "weekday", "daypart"),
     *("mount", "source", "site", "player", "country", "title"),
 )
-NOT_RECORDED = {
-    "player": "the history records no player yet",
-    "country": "the history records no country yet",
-}
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str) -> date:
@@ -311,7 +307,7 @@ def report_command(
     from audimeter.config import check_timezone
     from audimeter.reports.history import HistoryError, read_plays, read_sessions
     from audimeter.reports.html import to_html
-    from audimeter.reports.metrics import Report, collect, report
+    from audimeter.reports.metrics import GROUPS, Report, collect, report
     from audimeter.reports.periods import quarter_grid
     from audimeter.reports.render import to_csv, to_json, to_table
 
@@ -323,8 +319,6 @@ def report_command(
 
     if last < first:
         usage(f"--to {last} is before --from {first}")
-    if by in NOT_RECORDED:
-        usage(f"cannot break down --by {by}: {NOT_RECORDED[by]}")
     try:
         zone = ZoneInfo(check_timezone(timezone or config.reports.timezone))
     except ValueError as exc:
@@ -346,7 +340,7 @@ def report_command(
             until,
             source=source_name,
             mount=mount,
-            group=by if by in ("mount", "source", "site", "title") else None,
+            group=by if by in (*GROUPS, "title") else None,
         )
         result = report(
             collect(rows),

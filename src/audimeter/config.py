@@ -260,6 +260,18 @@ class JsonlConfig(_Model):
 class HistoryConfig(_Model):
     keep_days: Annotated[int, Field(ge=1)] = 400
     """Days finished sessions are kept in the history."""
+    geoip: Path | None = None
+    """A GeoIP country database (.mmdb) to record each finished session's country from."""
+
+    @field_validator("geoip")
+    @classmethod
+    def _readable_database(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            # Imported here: the country lookup reads addresses, whose module needs this one.
+            from audimeter.geo import open_countries
+
+            open_countries(path).close()
+        return path
 
 
 def check_timezone(name: str) -> str:

@@ -3,16 +3,20 @@
 The visitor id (Matomo's `cid`, the JSON lines' `visitor_id`, the history's) is computed here,
 with the salt of the session's start (`audimeter.privacy.SaltBook`), so that every output and
 the history agree whatever the salts do later. The Matomo site is settled here for the history
-only: the Matomo output maps each event with the configuration current when it sends it.
+only: the Matomo output maps each event with the configuration current when it sends it; so are
+the player's name and the country of a session's end (`audimeter.players`, `audimeter.geo`), which
+the history keeps instead of the user agent's details and the address.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from audimeter.config import Config
-from audimeter.events import Event
+from audimeter.config import Config, ConfigError
+from audimeter.events import Event, SessionEnded
+from audimeter.geo import Countries
 from audimeter.matomo.mapping import SaltSource, visitor_id
+from audimeter.players import player_name
 from audimeter.store import Stamped
 
 
@@ -22,6 +26,10 @@ class Stamper:
         default = config.matomo.site_id if config.matomo else None
         self._default = default
         self._sites = {s.name: (s.site_id or default, s.sites) for s in config.sources}
+        try:
+            self._countries = Countries.at(config.history.geoip)
+        except ValueError as exc:  # gone or replaced since the configuration was read
+            raise ConfigError(f"history.geoip: {exc}") from None
 
     def site_id(self, event: Event) -> int | None:
         session = event.session
@@ -29,7 +37,11 @@ class Stamper:
         return mounts.get(session.mount, site)
 
     def __call__(self, event: Event) -> Stamped:
-        return Stamped(event, visitor_id(self._salt, event.session), self.site_id(event))
+        session = event.session
+        stamped = Stamped(event, visitor_id(self._salt, session), self.site_id(event))
+        if isinstance(event, SessionEnded):
+            return stamped.ended(player_name(session.user_agent), self._countries(session.ip))
+        return stamped
 
     def all(self, events: Iterable[Event]) -> list[Stamped]:
         return [self(event) for event in events]

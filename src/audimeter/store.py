@@ -38,6 +38,7 @@ from audimeter.events import (
 )
 from audimeter.nowplaying import Play, PlayChange, PlayStarted
 from audimeter.observations import LogPosition
+from audimeter.players import player_name
 from audimeter.sessionizer import (
     MountRecord,
     SessionClosed,
@@ -51,10 +52,11 @@ from audimeter.sessionizer import (
 SCHEMA_VERSION = 5
 UPGRADABLE = {1, 2, 3, 4}
 """Schema versions this one upgrades: version 2 only added the tables `ended` and `instances`,
-version 3 the table `parked`, version 5 the tables `source_status` and `titles`; the schema
-script creates them when they are missing. Version 4 journals events instead of queueing Matomo
-requests: the requests queued, parked and refused under an earlier version are carried over as
-they are (`_upgrade_queues`)."""
+version 3 the table `parked`, version 5 the tables `source_status` and `titles` and the
+history's `player` and `country` (`_upgrade_history`); the schema script creates the tables when
+they are missing. Version 4 journals events instead of queueing Matomo requests: the requests
+queued, parked and refused under an earlier version are carried over as they are
+(`_upgrade_queues`)."""
 JOURNAL_SCHEMA = 4
 """The first version that journals events."""
 
@@ -163,7 +165,9 @@ CREATE TABLE IF NOT EXISTS history (
     reason TEXT NOT NULL,
     user_agent TEXT NOT NULL,
     referrer TEXT NOT NULL,
-    campaign TEXT NOT NULL
+    campaign TEXT NOT NULL,
+    player TEXT NOT NULL DEFAULT '',
+    country TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_by_end ON history(ended_at);
 CREATE TABLE IF NOT EXISTS inbox (
@@ -278,6 +282,13 @@ class Stamped:
     event: Event
     visitor_id: str
     site_id: int | None = None
+    player: str = ""
+    """For a session's end: the player's name (`audimeter.players`)."""
+    country: str = ""
+    """For a session's end: the ISO country code of the address, "" when unknown."""
+
+    def ended(self, player: str, country: str) -> Stamped:
+        return Stamped(self.event, self.visitor_id, self.site_id, player, country)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +381,8 @@ def _history_values(stamped: Stamped) -> tuple[object, ...] | None:
         s.user_agent,
         s.referrer,
         campaign_of(s.query),
+        stamped.player,
+        stamped.country,
     )
 
 
@@ -708,7 +721,8 @@ class Store:
         ended = [row for stamped in events if (row := _history_values(stamped)) is not None]
         self._db.executemany(
             "INSERT INTO history(source, mount, site_id, visitor_id, started_at, ended_at,"
-            " seconds, reason, user_agent, referrer, campaign) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " seconds, reason, user_agent, referrer, campaign, player, country)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ended,
         )
 
@@ -1160,16 +1174,19 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
                 f"state file {path} has schema version {version}, this audimeter "
                 f"understands {SCHEMA_VERSION}: use the matching audimeter version"
             )
-        old = version is not None and version < JOURNAL_SCHEMA
-        if old:
+        old = version is not None and version < SCHEMA_VERSION
+        queues = version is not None and version < JOURNAL_SCHEMA  # requests, not events
+        if queues:
             for table in _QUEUES:
                 if _has_table(db, table):
                     db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
-        if old:
+        if queues:
             _upgrade_queues(db)
+        if old:
+            _upgrade_history(db)
         if version != SCHEMA_VERSION:  # a file in use is left byte for byte as it was
             db.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -1196,6 +1213,21 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
 def _has_table(db: sqlite3.Connection, name: str) -> bool:
     found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
     return found.fetchone() is not None
+
+
+def _upgrade_history(db: sqlite3.Connection) -> None:
+    """Give the history of schema 4 its `player` and `country` columns: the player named from
+    the user agent kept (few distinct ones), the country unknown (the address is not kept)."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(history)")}
+    if "player" in columns:
+        return
+    db.execute("ALTER TABLE history ADD COLUMN player TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE history ADD COLUMN country TEXT NOT NULL DEFAULT ''")
+    agents = [str(row[0]) for row in db.execute("SELECT DISTINCT user_agent FROM history")]
+    db.executemany(
+        "UPDATE history SET player=? WHERE user_agent=?",
+        [(player_name(agent), agent) for agent in agents],
+    )
 
 
 def _upgrade_queues(db: sqlite3.Connection) -> None:

@@ -36,6 +36,7 @@ from audimeter.sessionizer import Sessionizer
 from audimeter.store import Store
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.fixtures import ICECAST_25, live_observations
+from tests.support.geoip import write_countries
 from tests.support.icecast import IcecastServer, Listener, SourceClient
 from tests.support.matomo import DEFAULT_TOKEN, RecordingMatomo, Visit
 
@@ -536,6 +537,31 @@ def test_a_25_log_imports_the_players_the_listeners_sent(
     sent = {visit.user_agent for visit in matomo.model(VISIT_LENGTH).visits()}
     assert set(players.values()) <= sent
     assert not any("\\x" in (agent or "") for agent in sent)
+
+
+@pytest.mark.parametrize(
+    ("ip", "countries"), [("full", ["AT", "JP"]), ("anonymize", ["AT", "JP"]), ("none", [""])]
+)
+def test_an_import_records_players_and_countries_as_privacy_allows(
+    tmp_path: Path, ip: str, countries: list[str]
+) -> None:
+    """The history keeps each session's player and the country of the address [privacy]
+    lets audimeter keep (its network is in the same country; no address, no country)."""
+    database = write_countries(tmp_path / "countries.mmdb")
+    config = write_config(tmp_path, None)
+    with config.open("a") as file:
+        file.write(f'\n[history]\ngeoip = "{database}"\n\n[privacy]\nip = "{ip}"\n')
+    result = audimeter_import(config, "--source", "main", write_log(tmp_path / "a.log", LISTENERS))
+    assert result.returncode == 0, result.stderr
+    rows = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT user_agent, player, country FROM history"
+    )
+    players = {agent: player for agent, player, _ in rows.fetchall()}
+    assert players == {VLC: "VLC", FIREFOX: "Firefox", EXO: "Android Browser"}
+    found = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT DISTINCT country FROM history ORDER BY 1"
+    )
+    assert [country for (country,) in found] == countries
 
 
 def test_an_import_without_matomo_fills_the_history_and_json_lines(tmp_path: Path) -> None:

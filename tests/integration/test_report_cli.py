@@ -22,13 +22,14 @@ def at(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
-# (source, mount, site, visitor, start, seconds); period 2024-05-01 and 2024-05-02, UTC.
+# (source, mount, site, visitor, start, seconds, player, country); period 2024-05-01 and
+# 2024-05-02, UTC.
 HISTORY = [
-    ("main", "/live", 1, "a", at("2024-05-01T23:50:00"), 1200),  # crosses midnight
-    ("main", "/live", 1, "a", at("2024-05-02T08:00:00"), 3600),  # returns
-    ("main", "/talk", 2, "b", at("2024-05-02T08:30:00"), 30),  # short
-    ("main", "/live", 1, "c", at("2024-04-30T23:00:00"), 7200),  # crosses the period's start
-    ("main", "/live", 1, "d", at("2024-05-03T00:00:00"), 600),  # after the period
+    ("main", "/live", 1, "a", at("2024-05-01T23:50:00"), 1200, "VLC", "DE"),  # crosses midnight
+    ("main", "/live", 1, "a", at("2024-05-02T08:00:00"), 3600, "VLC", "DE"),  # returns
+    ("main", "/talk", 2, "b", at("2024-05-02T08:30:00"), 30, "Winamp", ""),  # short
+    ("main", "/live", 1, "c", at("2024-04-30T23:00:00"), 7200, "Chrome", "FR"),  # crosses start
+    ("main", "/live", 1, "d", at("2024-05-03T00:00:00"), 600, "VLC", "US"),  # after the period
 ]
 
 
@@ -38,8 +39,8 @@ def config(tmp_path: Path) -> Path:
     write_history(
         state,
         [
-            (src, m, site, v, s, s + n, n, "gone", "VLC/3.0.20", "")
-            for src, m, site, v, s, n in HISTORY
+            (src, m, site, v, s, s + n, n, "gone", "VLC/3.0.20", "", player, country)
+            for src, m, site, v, s, n, player, country in HISTORY
         ],
     )
     return write_config(tmp_path, state)
@@ -100,6 +101,20 @@ def test_by_value_and_filters(config: Path) -> None:
         ("/live", 2, 0),
         ("/talk", 0, 1),
     ]
+    by_player = json.loads(report(config, "--by", "player", "--format", "json").stdout)
+    assert [
+        (r["key"], r["sessions"], r["cume"], r["short_sessions"]) for r in by_player["rows"]
+    ] == [
+        ("Chrome", 0, 1, 0),
+        ("VLC", 2, 1, 0),
+        ("Winamp", 0, 0, 1),
+    ]
+    by_country = json.loads(report(config, "--by", "country", "--format", "json").stdout)
+    assert [(r["key"], r["seconds"], r["short_sessions"]) for r in by_country["rows"]] == [
+        ("DE", 4800, 0),
+        ("FR", 3600, 0),
+        ("unknown", 0, 1),
+    ]
     by_site = json.loads(report(config, "--by", "site", "--format", "json").stdout)
     assert [r["key"] for r in by_site["rows"]] == [1, 2]
     talk = json.loads(report(config, "--mount", "/talk", "--format", "json").stdout)
@@ -125,6 +140,16 @@ def test_csv_and_table(config: Path) -> None:
     ]  # fmt: skip
     assert rows[0]["durations_10-30min"] == "1"
     assert rows[0]["peak_at"] == "2024-05-01T00:00:00+00:00"
+    by_country = csv.DictReader(
+        io.StringIO(report(config, "--by", "country", "--format", "csv").stdout)
+    )
+    assert [(r["by"], r["key"], r["seconds"]) for r in by_country] == [
+        ("total", "", "8400"), ("country", "DE", "4800"), ("country", "FR", "3600"),
+        ("country", "unknown", "0"),
+    ]  # fmt: skip
+    by_player = report(config, "--by", "player").stdout
+    keys = [line.split()[0] for line in by_player.splitlines() if line.split()]
+    assert [k for k in keys if k in ("Chrome", "VLC", "Winamp")][:3] == ["Chrome", "VLC", "Winamp"]
     table = report(config, "--by", "day").stdout
     total = next(line for line in table.splitlines() if line.strip().startswith("total"))
     assert total.split() == [
@@ -141,6 +166,9 @@ def test_output_file_and_html(config: Path, tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("<svg") == 3
     assert "/talk" in page
+    by_country = tmp_path / "country.html"
+    report(config, "--by", "country", "--format", "html", "--output", str(by_country))
+    assert all(f">{key}<" in by_country.read_text() for key in ("DE", "FR", "unknown"))
     assert "http://" not in page
     assert "https://" not in page
     assert "<script" not in page
@@ -235,10 +263,6 @@ def test_by_title_on_a_state_file_without_titles(config: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (
-            ["--by", "player"],
-            "report: cannot break down --by player: the history records no player",
-        ),
         (["--timezone", "Mars/Olympus"], "report: --timezone: 'Mars/Olympus' is not a time zone"),
         (["--to", "2024-04-01"], "report: --to 2024-04-01 is before --from 2024-05-01"),
         (["--source", "other"], "report: --source 'other' is not a source of"),
@@ -273,7 +297,7 @@ def test_reads_while_another_process_writes(config: Path, tmp_path: Path) -> Non
     writer = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     writer.execute(
-        "INSERT INTO history VALUES ('main', '/live', 1, 'e', ?, ?, 600, 'gone', '', '')",
+        "INSERT INTO history VALUES ('main', '/live', 1, 'e', ?, ?, 600, 'gone', '', '', '', '')",
         (at("2024-05-01T12:00:00"), at("2024-05-01T12:10:00")),
     )
     during = report(config, "--format", "json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,7 +15,8 @@ from audimeter.reports.periods import local_midnight
 HISTORY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
     source TEXT, mount TEXT, site_id INTEGER, visitor_id TEXT, started_at INTEGER,
-    ended_at INTEGER, seconds INTEGER, reason TEXT, user_agent TEXT, referrer TEXT
+    ended_at INTEGER, seconds INTEGER, reason TEXT, user_agent TEXT, referrer TEXT,
+    player TEXT NOT NULL DEFAULT '', country TEXT NOT NULL DEFAULT ''
 )
 """
 
@@ -112,14 +114,24 @@ def station_plays(
     return plays
 
 
-def write_history(
-    path: Path, rows: list[tuple[str, str, int, str, int, int, int, str, str, str]]
-) -> None:
+COLUMNS = (
+    "source, mount, site_id, visitor_id, started_at, ended_at, seconds, reason, user_agent,"
+    " referrer, player, country"
+)
+
+
+def write_history(path: Path, rows: Sequence[Sequence[object]]) -> None:
+    """Rows of `COLUMNS`, in that order; `player` and `country` may be left off (empty)."""
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(HISTORY_SCHEMA)
     with db:
-        db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        for width in {len(row) for row in rows}:
+            names = ", ".join(COLUMNS.split(", ")[:width])
+            db.executemany(
+                f"INSERT INTO history({names}) VALUES ({', '.join('?' * width)})",  # noqa: S608
+                [row for row in rows if len(row) == width],
+            )
     db.close()
 
 

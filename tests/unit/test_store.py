@@ -165,6 +165,29 @@ def test_plays_are_recorded_and_the_title_on_air_is_found_by_time(tmp_path: Path
     store.close()
 
 
+def test_a_history_of_schema_4_gets_players_from_its_user_agents(tmp_path: Path) -> None:
+    """Made with version 4's SQL: the finished sessions stay, named by player; their country
+    is unknown, as the address was never kept."""
+    path = tmp_path / "a.db"
+    db = sqlite3.connect(path)
+    db.executescript((Path(__file__).parent / "schemas" / "v4.sql").read_text())
+    db.execute("INSERT INTO meta VALUES ('schema_version', '4')")
+    db.executemany(
+        "INSERT INTO history(source, mount, site_id, visitor_id, started_at, ended_at, seconds,"
+        " reason, user_agent, referrer, campaign) VALUES ('main', '/live', 1, ?, 0, 60, 60,"
+        " 'gone', ?, '', '')",
+        [("v1", "VLC/3.0.20 LibVLC/3.0.20"), ("v2", "WinampMPEG/5.66"), ("v3", "")],
+    )
+    db.commit()
+    db.close()
+    Store.open(path).close()
+    rows = sqlite3.connect(path).execute(
+        "SELECT visitor_id, player, country FROM history ORDER BY id"
+    )
+    assert rows.fetchall() == [("v1", "VLC", ""), ("v2", "Winamp", ""), ("v3", "Unknown", "")]
+    Store.open(path).close()  # and opens again as it is
+
+
 def test_a_state_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     Store.open(path).close()
@@ -183,15 +206,16 @@ def test_every_event_kind_comes_back_from_the_journal_and_ends_fill_the_history(
     events = [
         START,
         Stamped(SessionKeptAlive(SESSION, 220, 100), "v1", 3),
-        Stamped(SessionEnded(SESSION, 250, 220, EndReason.SOURCE_LOST), "v1", 3),
+        Stamped(SessionEnded(SESSION, 250, 220, EndReason.SOURCE_LOST), "v1", 3, "VLC", "DE"),
     ]
     store.commit([], [], events)
     assert [row.event for row in store.journal_batch(0, 10)] == [e.event for e in events]
     assert [row.seq for row in store.journal_batch(1, 10, upto=2)] == [2]
     history = sqlite3.connect(tmp_path / "a.db").execute("SELECT * FROM history").fetchall()
     assert history == [
-        (1, "main", "/live", 3, "v1", 100, 250, 150, "source_lost", "VLC", "", "utm_source=a")
-    ]
+        (1, "main", "/live", 3, "v1", 100, 250, 150, "source_lost", "VLC", "", "utm_source=a",
+         "VLC", "DE")
+    ]  # fmt: skip
     assert store.prune_history(251) == 1
 
 

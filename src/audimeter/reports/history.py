@@ -11,7 +11,17 @@ from audimeter.reports.metrics import Row
 
 MOUNT_KEY = "source || char(31) || mount"
 """A mount of a source as one value: what plays and sessions of `--by title` are matched by."""
-GROUP_COLUMNS = {"mount": "mount", "source": "source", "site": "site_id", "title": MOUNT_KEY}
+UNKNOWN_COUNTRY = "unknown"
+"""The key of the sessions whose country is not known (no GeoIP database, or not in it)."""
+GROUP_COLUMNS = {
+    "mount": "mount",
+    "source": "source",
+    "site": "site_id",
+    "player": "player",
+    "country": f"coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}')",
+    "title": MOUNT_KEY,
+}
+"""The SQL that gives each session's value for a breakdown by value."""
 
 
 class HistoryError(Exception):

@@ -37,7 +37,7 @@ BUCKETS = (
 SHORT_BUCKET = ("0-1min", 0)
 """Only with min_session below 60 s can a valid session be shorter than the first bucket."""
 
-GROUPS = ("mount", "source", "site")
+GROUPS = ("mount", "source", "site", "player", "country")
 """Breakdowns by a value of the session: each row is the period, restricted to that value."""
 
 Row = tuple[int, int, str, Hashable]
