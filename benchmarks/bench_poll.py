@@ -20,6 +20,7 @@ import cProfile
 import gc
 import html
 import io
+import os
 import pstats
 import random
 import statistics
@@ -219,6 +220,8 @@ class PollTiming:
     parse: float
     observe: float
     events: list[Event]
+    cpu: float
+    """The process's CPU time for the poll: on a busy machine, steadier than the wall time."""
 
     @property
     def total(self) -> float:
@@ -227,12 +230,13 @@ class PollTiming:
 
 def timed_poll(sessionizer: Sessionizer, body: bytes, at: int) -> PollTiming:
     gc.collect()  # start every poll from the same heap, without the generator's garbage
+    cpu = time.process_time()
     started = time.perf_counter()
     mount, listeners = parse_listclients(body)
     parsed = time.perf_counter()
     events = sessionizer.observe(MountPolled(SOURCE, at, INSTANCE, mount, listeners))
     done = time.perf_counter()
-    return PollTiming(parsed - started, done - parsed, events)
+    return PollTiming(parsed - started, done - parsed, events, time.process_time() - cpu)
 
 
 def new_sessionizer() -> Sessionizer:
@@ -250,6 +254,10 @@ def next_poll(crowd: Crowd, size: int, at: int) -> bytes:
 def describe(events: list[Event]) -> str:
     kinds = Counter(type(e).__name__ for e in events)
     return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "no events"
+
+
+def load_average() -> str:
+    return " ".join(f"{figure:.1f}" for figure in os.getloadavg())
 
 
 def ms(seconds: float) -> str:
@@ -273,6 +281,7 @@ def bench(size: int, repetitions: int, rng: random.Random) -> bool:
     totals: list[float] = []
     parses: list[float] = []
     observes: list[float] = []
+    cpus: list[float] = []
     event_counts: list[int] = []
     for _ in range(repetitions):
         at += POLL_INTERVAL
@@ -281,6 +290,7 @@ def bench(size: int, repetitions: int, rng: random.Random) -> bool:
         totals.append(timing.total)
         parses.append(timing.parse)
         observes.append(timing.observe)
+        cpus.append(timing.cpu)
         event_counts.append(len(timing.events))
     target = TARGETS_MS[size] / 1000
     median = statistics.median(totals)
@@ -294,6 +304,7 @@ def bench(size: int, repetitions: int, rng: random.Random) -> bool:
         f"{ms(statistics.median(observes))}, events per poll median "
         f"{statistics.median(event_counts):.0f} (last: {describe(timing.events)})"
     )
+    print(f"    CPU time median {ms(statistics.median(cpus))}, load average {load_average()}")
     ok = worst <= target
     print(
         f"{'PASS' if ok else 'FAIL'}: {size} listeners, worst steady-state poll {ms(worst)} "

@@ -191,6 +191,7 @@ def forget_command(config_path: Path, address_text: str) -> None:
     configuration error.
     """
     from audimeter.addresses import anonymize_address, parse_address
+    from audimeter.inbox import Inbox, inbox_path
     from audimeter.privacy import forget
     from audimeter.store import Store, StoreError
 
@@ -209,12 +210,18 @@ def forget_command(config_path: Path, address_text: str) -> None:
     except StoreError as exc:
         click.echo(f"audimeter: {exc}", err=True)
         sys.exit(1)
+    inbox = None
     try:
-        report = forget(store, address)
+        # Opened only while the state file is held, so no daemon writes to it meanwhile.
+        if inbox_path(path).exists():
+            inbox = Inbox.open(inbox_path(path))
+        report = forget(store, address, inbox)
     except StoreError as exc:
         click.echo(f"audimeter: {exc}", err=True)
         sys.exit(1)
     finally:
+        if inbox is not None:
+            inbox.close()
         store.close()
     click.echo(f"forgot {address} in {path}:")
     for line in report.lines():

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from audimeter.addresses import Address, parse_address
 from audimeter.config import Config, SaltRotation
+from audimeter.inbox import Inbox
 from audimeter.store import Forgotten, Store
 
 _DAY = 86_400
@@ -209,11 +210,13 @@ class AddressMatcher:
         return any(isinstance(text, str) and self(text) for text in texts)
 
 
-def forget(store: Store, address: Address) -> ForgetReport:
+def forget(store: Store, address: Address, inbox: Inbox | None = None) -> ForgetReport:
     """Delete everything `store` holds about `address`: the open sessions with it (their end
     will never be sent), the journaled, parked and refused events of it, the history of the
-    visitors they name, and the webhook notices from it. Use a store from
-    `Store.open_exclusive`."""
+    visitors they name, and the webhook notices from it, in the store and in `inbox` (the inbox
+    file, when there is one). Use a store from `Store.open_exclusive`."""
     matches = AddressMatcher(address)
     forgotten = store.forget(address=matches, notice=matches.notice)
+    if inbox is not None:
+        forgotten = replace(forgotten, inbox=forgotten.inbox + inbox.forget(matches.notice))
     return ForgetReport(address, forgotten)

@@ -4,9 +4,9 @@ The title on air per mount goes from the same observations through `TitleTracker
 store's `titles`, committed with the sessions and events of the same step.
 
 Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
-Icecast's URL authentication, whose receiver (its own thread and state-file connection) records
-every notice in the store's inbox before it answers; the loop turns inbox rows into observations
-and deletes them with the outcome.
+Icecast's URL authentication, whose receiver (its own thread) records every notice in the inbox
+file before it answers; the loop turns inbox rows into observations and commits how far it took
+them with the outcome (audimeter.inbox).
 
 Each source polls on its own schedule, so a slow server never delays another. Their observations
 pass one at a time through a single pipeline step that runs the sessionizer and commits what
@@ -33,6 +33,7 @@ from audimeter import __version__
 from audimeter.clients import USER_AGENT, source_client
 from audimeter.config import Config
 from audimeter.events import Event
+from audimeter.inbox import Inbox, inbox_path
 from audimeter.journal import Stamper
 from audimeter.logs import ProblemLog
 from audimeter.matomo.mapping import mapper_for
@@ -98,11 +99,13 @@ class Pipeline:
         observations: Sequence[Observation],
         *,
         consumed_inbox: Sequence[int] = (),
+        inbox_position: tuple[str, int] | None = None,
         log_positions: Sequence[LogPosition] = (),
     ) -> list[Event]:
         """Run the observations through the sessionizer and commit the outcome.
 
-        `consumed_inbox` and `log_positions` say where the observations came from; they are
+        `consumed_inbox`, `inbox_position` and `log_positions` say where the observations came
+        from; they are
         committed with the outcome, so that nothing is lost or taken twice after a crash.
         """
         events: list[Event] = []
@@ -114,7 +117,9 @@ class Pipeline:
         changes = self._sessionizer.take_changes()
         plays = titles.take_changes() if titles is not None else []
         quiet = all(isinstance(o, Tick) for o in observations)
-        if quiet and not (events or changes or plays or consumed_inbox or log_positions):
+        if quiet and not (
+            events or changes or plays or consumed_inbox or inbox_position or log_positions
+        ):
             return events
         kept = self._limits.admit(events) if self._limits is not None else events
         instances = self._sessionizer.instances()
@@ -124,6 +129,7 @@ class Pipeline:
             [self._stamp(event) for event in kept],
             instances=None if instances == self._stored_instances else instances,
             consumed_inbox=consumed_inbox,
+            inbox_position=inbox_position,
             log_positions=log_positions,
             plays=plays,
         )
@@ -250,16 +256,30 @@ def _follow(follower: LogFollower, pipeline: Pipeline) -> None:
         pipeline.feed(left, log_positions=[position])
 
 
-def drain_inbox(store: Store, pipeline: Pipeline, batch: int = 500) -> None:
-    """Feed the notices the webhook receiver recorded, deleting them with the outcome."""
+def drain_inbox(store: Store, inbox: Inbox, pipeline: Pipeline, batch: int = 500) -> None:
+    """Feed the notices the webhook receiver recorded, each taken once: those an earlier version
+    kept in the state file (deleted with the outcome), then those of the inbox file after the
+    position committed with the outcome, which are deleted from it afterwards."""
     while rows := store.inbox_batch(batch):
-        observations: list[Observation] = []
-        for _, payload in rows:
-            try:
-                observations.append(decode(payload))
-            except ValueError as exc:
-                log.error("webhook: an unreadable notice in the inbox was dropped (%s)", exc)
-        pipeline.feed(observations, consumed_inbox=[row_id for row_id, _ in rows])
+        pipeline.feed(_notices(rows), consumed_inbox=[row_id for row_id, _ in rows])
+    position = store.inbox_position(inbox.token)
+    taken = False
+    while rows := inbox.after(position, batch):
+        position = rows[-1][0]
+        pipeline.feed(_notices(rows), inbox_position=(inbox.token, position))
+        taken = True
+    if taken:
+        inbox.prune(position)
+
+
+def _notices(rows: Sequence[tuple[int, str]]) -> list[Observation]:
+    observations: list[Observation] = []
+    for _, payload in rows:
+        try:
+            observations.append(decode(payload))
+        except ValueError as exc:
+            log.error("webhook: an unreadable notice in the inbox was dropped (%s)", exc)
+    return observations
 
 
 async def _poll_forever(
@@ -336,20 +356,23 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         wake = asyncio.Event()
         receiver: WebhookReceiver | None = None
         if config.webhook is not None:
-            # The receiver's own connection, used from its thread only: see webhook.py.
-            inbox = Store.open(config.state.path)
+            # The inbox has a file of its own, and the receiver a connection of its own to it,
+            # used from its thread only: see inbox.py and webhook.py.
+            inbox = Inbox.open(inbox_path(config.state.path))
             exit_stack.callback(inbox.close)
+            receiver_inbox = Inbox.open(inbox.path)
+            exit_stack.callback(receiver_inbox.close)
             loop = asyncio.get_running_loop()
             receiver = WebhookReceiver(
                 config.webhook,
                 [s.name for s in config.sources if s.kind == "icecast"],
-                inbox.append_inbox,
+                receiver_inbox.append,
                 lambda: loop.call_soon_threadsafe(wake.set),
             )
             receiver.start()  # first: a taken port stops the start, before any banner
             exit_stack.callback(receiver.stop)
             telemetry.receiver = receiver
-            drain_inbox(store, pipeline)  # notices kept from the previous run
+            drain_inbox(store, inbox, pipeline)  # notices kept from the previous run
 
         if config.metrics is not None:
             server = MetricsServer(config.metrics, telemetry)
@@ -407,7 +430,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 # Notices first: Icecast asks the receiver before it admits a listener, so a
                 # listing that shows the listener comes after its notice (and its query string).
                 if receiver is not None:
-                    drain_inbox(store, pipeline)
+                    drain_inbox(store, inbox, pipeline)
                 if getting.done():
                     pipeline.feed([getting.result()])
                 else:
@@ -434,7 +457,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 pipeline.feed([queue.get_nowait()])
             if receiver is not None:
                 receiver.stop()
-                drain_inbox(store, pipeline)
+                drain_inbox(store, inbox, pipeline)
         await asyncio.gather(*(o.drain(SHUTDOWN_DRAIN_SECONDS) for o in outputs))
         log.info(
             "stopped; %d open session(s) kept in %s",

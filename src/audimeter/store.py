@@ -630,6 +630,7 @@ class Store:
         *,
         instances: Mapping[str, str] | None = None,
         consumed_inbox: Sequence[int] = (),
+        inbox_position: tuple[str, int] | None = None,
         log_positions: Sequence[LogPosition] = (),
         plays: Sequence[PlayChange] = (),
     ) -> None:
@@ -637,8 +638,10 @@ class Store:
         the journal and the sessions they end into the history (and the server instance of
         each source, when given), the titles on air that started and ended.
 
-        `consumed_inbox` are the inbox rows this step turned into observations, and
-        `log_positions` how far log files were read for it: both move with the step's outcome.
+        `consumed_inbox` are the inbox rows this step turned into observations (those kept in
+        this file by earlier versions), `inbox_position` the inbox file's token and its last
+        notice taken (see audimeter.inbox), and `log_positions` how far log files were read for
+        it: all move with the step's outcome.
         """
         with self._transaction():
             for change in changes:
@@ -704,6 +707,11 @@ class Store:
             self._journal(events)
             self._plays(plays)
             self._db.executemany("DELETE FROM inbox WHERE id=?", [(i,) for i in consumed_inbox])
+            if inbox_position is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('inbox_position', ?)",
+                    (f"{inbox_position[0]}:{inbox_position[1]}",),
+                )
             self._db.executemany(
                 "INSERT OR REPLACE INTO log_positions VALUES (?,?,?,?)",
                 [(p.source, p.path, p.inode, p.offset) for p in log_positions],
@@ -984,20 +992,15 @@ class Store:
             db.execute("DELETE FROM titles WHERE ended_at < ?", (before,))
         return cursor.rowcount
 
-    # -- inbox: events received from servers, kept until the pipeline has taken them ---------
+    # -- inbox: webhook notices; the inbox file's position, and rows an earlier version kept here
 
-    def append_inbox(self, payload: str) -> int:
-        """Record one received event durably, also against a power loss; returns its id."""
-        # The sender is told at once that it is recorded and never sends it again, so this
-        # commit waits for the disk (FULL); the others may be undone by a power loss (NORMAL)
-        # and are found again by the next poll, at a cost that FULL would add to each of them.
-        self._db.execute("PRAGMA synchronous=FULL")
-        try:
-            with self._transaction() as db:
-                cursor = db.execute("INSERT INTO inbox(payload) VALUES (?)", (payload,))
-        finally:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        return int(cursor.lastrowid or 0)
+    def inbox_position(self, token: str) -> int:
+        """The last notice taken from the inbox file with this token (0: none of it yet)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='inbox_position'").fetchone()
+        if row is None:
+            return 0
+        stored_token, _, position = str(row[0]).partition(":")
+        return int(position) if stored_token == token else 0
 
     def inbox_batch(self, limit: int) -> list[tuple[int, str]]:
         rows = self._db.execute("SELECT id, payload FROM inbox ORDER BY id LIMIT ?", (limit,))

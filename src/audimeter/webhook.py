@@ -14,25 +14,26 @@ Icecast lets the listener in only if the answer carries a header starting with i
 ignored. So the receiver is on the listener's path, and its rules follow from that:
 
 * Every authenticated form for a known source is answered with the accept headers, within a few
-  milliseconds. A form that cannot be parsed, or a state file that cannot be written, is logged
+  milliseconds. A form that cannot be parsed, or an inbox file that cannot be written, is logged
   and the listener is still let in: audimeter counts listeners, it never turns one away.
 * Before answering, the event is handed to `record`, which returns once it is on disk (the
-  daemon gives the inbox of the state file, committed with synchronous=FULL), then `notify` wakes
-  the daemon, which turns inbox rows into observations and deletes them in the same transaction
-  as the outcome. An event acknowledged to Icecast is therefore never lost by a crash of
-  audimeter, and no network I/O happens in the handler.
+  daemon gives the inbox file's append, committed with synchronous=FULL), then `notify` wakes
+  the daemon, which turns inbox rows into observations and commits how far it took them in the
+  same transaction as the outcome (audimeter.inbox). An event acknowledged to Icecast is
+  therefore never lost by a crash of audimeter, and no network I/O happens in the handler.
 * The receiver answers from a thread and event loop of its own, writing through a connection of
-  its own (the state file is in WAL mode), so no answer is queued behind the daemon's work (a
-  poll of 100,000 listeners parsed, a long commit of the pipeline). What an answer still waits
-  for: its own insert; SQLite's write lock while another connection (the daemon's, an import's)
-  commits; and the interpreter lock, which the daemon's Python code gives up only every few
-  milliseconds (benchmarks/bench_webhook.py measures all of it).
+  its own to the inbox file, which no long transaction holds (the daemon's commits and an
+  import's are in the state file), so no answer is queued behind the daemon's work. What an
+  answer still waits for: its own insert and the disk; and the interpreter lock, which the
+  daemon's Python code gives up only every few milliseconds, and C code (a regular expression
+  over a 100,000-listener listing) only when done (benchmarks/bench_webhook.py measures all of
+  it).
 * Requests without the configured HTTP Basic credentials get 401 and no accept header. Icecast
   sends credentials only when the mount has the `username` and `password` options; without them
   it forwards the *listener's* credentials, which audimeter refuses.
 * Icecast 2.5 also asks about every admin request on such a mount (audimeter's own polls of
   `/admin/listclients?mount=…`), with the admin's user and password in the form. These are let
-  in without writing anything to the state file or logging any of their fields.
+  in without writing anything to the inbox or logging any of their fields.
 * `stream_auth` (source-client authentication) is never approved: pointing it here would let any
   source client in.
 

@@ -20,9 +20,9 @@ import pytest
 from pydantic import SecretStr
 
 from audimeter.config import WebhookConfig, parse_config
+from audimeter.inbox import Inbox, inbox_path
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.runner import run
-from audimeter.store import Store
 from audimeter.webhook import WebhookError, WebhookReceiver, decode, decode_form
 from tests.support.fixtures import ICECAST_25, url_auth_requests
 from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port, listclients
@@ -92,16 +92,17 @@ class Notified:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store.open(tmp_path / "state.db")
+def store(tmp_path: Path) -> Iterator[Inbox]:
+    """The receiver's connection to the inbox file next to the state file."""
+    store = Inbox.open(inbox_path(tmp_path / "state.db"))
     yield store
     store.close()
 
 
 @pytest.fixture
-def reader(tmp_path: Path, store: Store) -> Iterator[Store]:
-    """A second connection to the state file, as the daemon's would be."""
-    reader = Store.open(tmp_path / "state.db")
+def reader(tmp_path: Path, store: Inbox) -> Iterator[Inbox]:
+    """A second connection to the inbox file, as the daemon's would be."""
+    reader = Inbox.open(inbox_path(tmp_path / "state.db"))
     yield reader
     reader.close()
 
@@ -112,14 +113,14 @@ def notified() -> Notified:
 
 
 @pytest.fixture
-def make_receiver(store: Store, notified: Notified) -> Iterator[Callable[..., Hook]]:
+def make_receiver(store: Inbox, notified: Notified) -> Iterator[Callable[..., Hook]]:
     started: list[Hook] = []
 
-    def make(config: WebhookConfig | None = None, target: Store | None = None) -> Hook:
+    def make(config: WebhookConfig | None = None, target: Inbox | None = None) -> Hook:
         receiver = WebhookReceiver(
             config or webhook_config(),
             [SOURCE, "other"],
-            (target or store).append_inbox,
+            (target or store).append,
             notified,
             lambda: NOW,
         )
@@ -144,8 +145,8 @@ def client() -> Iterator[httpx.Client]:
         yield client
 
 
-def inbox(store: Store) -> list[ListenerJoined | ListenerLeft]:
-    return [decode(payload) for _, payload in store.inbox_batch(1000)]
+def inbox(store: Inbox) -> list[ListenerJoined | ListenerLeft]:
+    return [decode(payload) for _, payload in store.after(0, 1000)]
 
 
 def assert_accepted(response: httpx.Response) -> None:
@@ -165,7 +166,7 @@ def assert_refused(response: httpx.Response, status: int) -> None:
 
 
 def test_an_accepted_join_is_in_the_inbox_when_icecast_gets_the_answer(
-    receiver: Hook, client: httpx.Client, reader: Store, notified: Notified
+    receiver: Hook, client: httpx.Client, reader: Inbox, notified: Notified
 ) -> None:
     assert receiver.receiver.port != 0
     response = client.post(
@@ -178,7 +179,7 @@ def test_an_accepted_join_is_in_the_inbox_when_icecast_gets_the_answer(
 
 
 def test_a_leave_and_a_mount_event(
-    receiver: Hook, client: httpx.Client, reader: Store, notified: Notified
+    receiver: Hook, client: httpx.Client, reader: Inbox, notified: Notified
 ) -> None:
     headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
     mount_add = "action=mount_add&mount=%2flive%2emp3&server=127%2e0%2e0%2e1&port=8000"
@@ -212,7 +213,7 @@ def test_a_leave_and_a_mount_event(
 def test_wrong_or_missing_credentials_are_refused(
     receiver: Hook,
     client: httpx.Client,
-    reader: Store,
+    reader: Inbox,
     notified: Notified,
     authorization: str | None,
 ) -> None:
@@ -229,7 +230,7 @@ def test_wrong_or_missing_credentials_are_refused(
 
 
 def test_an_unknown_source_is_not_found(
-    receiver: Hook, client: httpx.Client, reader: Store
+    receiver: Hook, client: httpx.Client, reader: Inbox
 ) -> None:
     response = client.post(
         receiver.url.replace(SOURCE, "nope"),
@@ -248,7 +249,7 @@ def test_other_methods_and_paths(receiver: Hook, client: httpx.Client) -> None:
 
 
 def test_an_oversized_body_is_refused(
-    make_receiver: Callable[..., Hook], client: httpx.Client, reader: Store
+    make_receiver: Callable[..., Hook], client: httpx.Client, reader: Inbox
 ) -> None:
     receiver = make_receiver(webhook_config(max_body=1024))
     headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
@@ -259,7 +260,7 @@ def test_an_oversized_body_is_refused(
 
 
 def test_source_authentication_is_never_approved(
-    receiver: Hook, client: httpx.Client, reader: Store
+    receiver: Hook, client: httpx.Client, reader: Inbox
 ) -> None:
     form = "action=stream_auth&mount=%2flive&ip=127%2e0%2e0%2e1&server=x&port=8000&user=&pass="
     response = client.post(
@@ -272,7 +273,7 @@ def test_source_authentication_is_never_approved(
 def test_answers_are_fast(
     receiver: Hook,
     client: httpx.Client,
-    reader: Store,
+    reader: Inbox,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
@@ -289,7 +290,7 @@ def test_answers_are_fast(
         print(f"\nwebhook latency over 100 requests: median {median:.2f} ms, max {slowest:.2f} ms")
     assert median < 10
     assert slowest < 50
-    assert len(reader.inbox_batch(1000)) == 101
+    assert len(reader.after(0, 1000)) == 101
 
 
 def test_a_store_that_cannot_be_written_still_lets_listeners_in(
@@ -299,7 +300,7 @@ def test_a_store_that_cannot_be_written_still_lets_listeners_in(
     notified: Notified,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    broken = Store.open(tmp_path / "broken.db")
+    broken = Inbox.open(tmp_path / "broken.inbox")
     broken.close()
     receiver = make_receiver(target=broken)
     caplog.set_level(logging.DEBUG)
@@ -320,7 +321,7 @@ def test_a_store_that_cannot_be_written_still_lets_listeners_in(
 def test_a_malformed_form_still_lets_the_listener_in(
     receiver: Hook,
     client: httpx.Client,
-    reader: Store,
+    reader: Inbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -344,7 +345,7 @@ def state_files(folder: Path) -> dict[str, bytes]:
 def test_icecast_25_admin_requests_are_let_in_and_leave_no_trace(
     receiver: Hook,
     client: httpx.Client,
-    reader: Store,
+    reader: Inbox,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -376,20 +377,20 @@ def test_icecast_25_admin_requests_are_let_in_and_leave_no_trace(
     ]
 
 
-def test_a_busy_port_is_reported(store: Store) -> None:
+def test_a_busy_port_is_reported(store: Inbox) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
-        receiver = WebhookReceiver(config, [SOURCE], store.append_inbox, lambda: None)
+        receiver = WebhookReceiver(config, [SOURCE], store.append, lambda: None)
         with pytest.raises(WebhookError, match=f"127.0.0.1:{port}"):
             receiver.start()
         assert not [t for t in threading.enumerate() if t.name == "audimeter-webhook"]
 
 
 def test_the_daemon_answers_icecast_while_its_main_loop_is_blocked(
-    tmp_path: Path, client: httpx.Client, reader: Store
+    tmp_path: Path, client: httpx.Client, reader: Inbox
 ) -> None:
     """`audimeter run` answers from the receiver's own thread: a main loop busy for seconds
     (a long commit, a huge listing parsed) delays neither the answer nor the durable record;
@@ -455,9 +456,9 @@ def test_the_daemon_answers_icecast_while_its_main_loop_is_blocked(
     assert not daemon.is_alive()
 
 
-def wait_for_empty_inbox(store: Store, timeout: float) -> bool:
+def wait_for_empty_inbox(store: Inbox, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while store.inbox_batch(1):
+    while store.after(0, 1):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -504,7 +505,7 @@ def icecast_with_hook(tmp_path: Path, hook_receiver: Hook) -> Iterator[IcecastSe
         yield server
 
 
-def wait_for_rows(store: Store, count: int, timeout: float = 10.0) -> list[Any]:
+def wait_for_rows(store: Inbox, count: int, timeout: float = 10.0) -> list[Any]:
     deadline = time.monotonic() + timeout
     while True:
         rows = inbox(store)
@@ -515,7 +516,7 @@ def wait_for_rows(store: Store, count: int, timeout: float = 10.0) -> list[Any]:
 
 @pytest.mark.icecast
 def test_icecast_reports_the_exact_join_and_leave(
-    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Store
+    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Inbox
 ) -> None:
     with SourceClient(icecast_with_hook, HOOK_MOUNT):
         assert inbox(reader) == []  # mount_add: acknowledged, nothing to record
@@ -563,7 +564,7 @@ def test_icecast_reports_the_exact_join_and_leave(
 
 @pytest.mark.icecast
 def test_icecast_refuses_new_listeners_while_the_receiver_is_down(
-    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Store
+    icecast_with_hook: IcecastServer, hook_receiver: Hook, reader: Inbox
 ) -> None:
     """The known risk of URL authentication: audimeter down means the mount takes no listener."""
     with SourceClient(icecast_with_hook, HOOK_MOUNT):

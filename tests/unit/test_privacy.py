@@ -17,6 +17,7 @@ from audimeter.cli import main
 from audimeter.config import ConfigError, parse_config
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import Counts, plan_lines
+from audimeter.inbox import Inbox, inbox_path
 from audimeter.matomo.mapping import RequestMapper, SiteMapping, visitor_id
 from audimeter.observations import Listener, ListenerLeft, ListenerList, MountPolled
 from audimeter.policy import ListenerPolicy
@@ -494,27 +495,31 @@ def filled_store(path: Path) -> None:
     store.commit([], [MountRecord("main", "i1", "/live.mp3", 2000)], [event(ONE)])
     (last,) = [row for row in store.journal_batch(0, 10) if row.seq == 6]
     store.dead_letter([last], "refused")
-    for ip, forwarded in ((ONE, ""), ("10.0.0.2", f"{ONE}, 10.0.0.2"), ("10.0.0.3", "")):
-        store.append_inbox(json.dumps({"type": "joined", "ip": ip, "forwarded_for": forwarded}))
     store.close()
+    inbox = Inbox.open(inbox_path(path))
+    for ip, forwarded in ((ONE, ""), ("10.0.0.2", f"{ONE}, 10.0.0.2"), ("10.0.0.3", "")):
+        inbox.append(json.dumps({"type": "joined", "ip": ip, "forwarded_for": forwarded}))
+    inbox.close()
 
 
 def test_forget_removes_every_row_with_the_address(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     filled_store(path)
     store = Store.open_exclusive(path)
-    report = forget(store, ip_address(ONE))
+    inbox = Inbox.open(inbox_path(path))
+    report = forget(store, ip_address(ONE), inbox)
     assert report.forgotten == Forgotten(
         sessions=2, events=3, dead_letters=1, inbox=2, ended_sessions=1
     )
+    assert len(inbox.after(0, 10)) == 1
+    inbox.close()
     assert [entry.session.ip for entry in store.load_remembered()] == [SIX]
     assert {s.ip for s in store.load_sessions()} == {"198.51.100.7", SIX, ""}
     left = [row.event.session.ip for row in store.journal_batch(0, 10) if row.event]
     assert left == ["198.51.100.7", SIX, ""]
     assert store.dead_letters() == []
-    assert len(store.inbox_batch(10)) == 1
     store.close()
-    for name in ("a.db", "a.db-wal"):
+    for name in ("a.db", "a.db-wal", "a.db.inbox", "a.db.inbox-wal"):
         file = tmp_path / name
         assert not file.exists() or ONE.encode() not in file.read_bytes()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -277,42 +276,6 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot be created"):
         Store.open(blocker / "a.db")
-
-
-def test_inbox_writes_alone_wait_for_the_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A webhook notice is acknowledged once `append_inbox` returns: its commit runs with
-    synchronous=FULL (survives a power loss); other commits keep NORMAL."""
-    connections: list[sqlite3.Connection] = []
-    connect = sqlite3.connect
-
-    def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        connection: sqlite3.Connection = connect(*args, **kwargs)
-        connections.append(connection)
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", recording_connect)
-    store = Store.open(tmp_path / "a.db")
-    (connection,) = connections
-    statements: list[str] = []
-    connection.set_trace_callback(statements.append)
-    store.append_inbox('{"type": "joined"}')
-    inbox = statements[:]
-    statements.clear()
-    store.commit([SessionOpened(SESSION)], [], [START])
-    committed = statements[:]
-    level = connection.execute("PRAGMA synchronous").fetchone()
-    store.close()
-    assert [s.split(" (")[0] for s in inbox] == [
-        "PRAGMA synchronous=FULL",
-        "BEGIN IMMEDIATE",
-        "INSERT INTO inbox(payload) VALUES",
-        "COMMIT",
-        "PRAGMA synchronous=NORMAL",
-    ]
-    assert not [s for s in committed if "synchronous" in s]
-    assert level == (1,)  # NORMAL again for everything else
 
 
 def test_an_import_is_queued_in_chunks_and_an_interrupted_one_goes_on_where_it_stopped(
