@@ -58,14 +58,15 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote
-
-from aiohttp import hdrs, web
 
 from audimeter.addresses import parse_address
 from audimeter.config import WebhookConfig
 from audimeter.observations import ListenerJoined, ListenerLeft
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,9 @@ class WebhookReceiver:
             _end_loop(loop, thread)
 
     async def _listen(self) -> None:
+        # aiohttp only when a receiver starts: it is most of `audimeter run`'s import time.
+        from aiohttp import web
+
         app = web.Application(client_max_size=self._config.max_body)
         app.router.add_post(ROUTE, self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -381,6 +385,8 @@ class WebhookReceiver:
         return hmac.compare_digest(given, self._credentials)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import hdrs, web
+
         if not self._authorized(request.headers.get(hdrs.AUTHORIZATION)):
             self.refused += 1
             return web.Response(

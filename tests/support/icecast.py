@@ -313,7 +313,9 @@ class IcecastServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        # The server is thrown away: SIGKILL, since a SIGTERM'd icecast2 takes 1.5 s to wind
+        # down its threads. Tests that need a graceful stop call stop() or restart() themselves.
+        self._kill()
 
     # -- internals ----------------------------------------------------------
 

@@ -135,7 +135,7 @@ def logs(draw: st.DrawFn) -> list[str]:
     return lines
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     lines=logs(),
     block=st.sampled_from((1, 2, 3, 8, 1024)),

@@ -55,9 +55,9 @@ from audimeter.sources.shoutcast import (
 )
 from audimeter.store import Store
 
-PARSERS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+PARSERS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 HISTORIES = settings(
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     database=None,

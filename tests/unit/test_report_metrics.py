@@ -226,7 +226,7 @@ def histories(draw: st.DrawFn) -> tuple[list[Session], str, date, date, int, str
     return sessions, zone_name, first, last, min_session, by
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(histories())
 def test_engine_matches_brute_force(
     history: tuple[list[Session], str, date, date, int, str | None],

@@ -354,7 +354,7 @@ ACTIONS = ["read", "read", "rename", "rename-and-create", "reopen", "restart", "
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     database=None,
