@@ -128,3 +128,30 @@ def test_listeners_disconnects_and_restart(tmp_path: Path) -> None:
                 listener.close()
             source.stop()
     assert not server.running
+
+
+def test_a_crash_while_starting_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """icecast2 that dies of SIGSEGV on its first start (as Debian's build now and then does on
+    a loaded machine) is started again; one that fails otherwise is not."""
+    marker = tmp_path / "crashed-once"
+    wrapper = tmp_path / "icecast2-crashing-once"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"; kill -SEGV $$; fi\n'
+        f'exec {shutil.which("icecast2")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setattr("tests.support.icecast.ICECAST_BINARY", str(wrapper))
+    with IcecastServer(workdir=tmp_path / "crashing") as server:
+        assert marker.exists()
+        assert b"icestats" in http_get(server, "/status-json.xsl")
+
+    failing = tmp_path / "icecast2-failing"
+    failing.write_text(f'#!/bin/sh\necho started >> "{tmp_path}/starts"\nexit 3\n')
+    failing.chmod(0o755)
+    monkeypatch.setattr("tests.support.icecast.ICECAST_BINARY", str(failing))
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        IcecastServer(workdir=tmp_path / "failing").start()
+    assert (tmp_path / "starts").read_text() == "started\n"

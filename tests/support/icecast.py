@@ -58,6 +58,15 @@ DEFAULT_SOURCE_PASSWORD = "srcpass"
 
 # Icecast's server_start has one-second resolution: keep restarts further apart.
 _MIN_START_INTERVAL = 1.1
+_START_ATTEMPTS = 3
+"""Debian's icecast2 2.4.4 now and then dies of SIGSEGV/SIGABRT while starting on a loaded
+machine, before it serves anything: such a start is tried again, any other failure is not."""
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS}
+
+
+class _CrashedAtStart(RuntimeError):
+    """icecast2 was killed by a signal of its own making before it answered."""
+
 
 # Never route loopback test traffic through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -251,37 +260,14 @@ class IcecastServer:
             wait = self._last_ready + _MIN_START_INTERVAL - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        error_offset = _file_size(self.error_log_path)
-        output_offset = _file_size(self.output_path)
-        self._output = self.output_path.open("ab")
-        proc = subprocess.Popen(
-            [binary, "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-        self._proc = proc
-        self._finalizer = weakref.finalize(self, _terminate, proc)
-        try:
-            self._wait_ready(proc)
-        except BaseException as exc:
-            self._kill()
-            if not isinstance(exc, Exception):
-                raise
-            details = "\n".join(
-                part
-                for part in (
-                    _tail(self.error_log_path, error_offset),
-                    _tail(self.output_path, output_offset),
-                )
-                if part
-            )
-            raise RuntimeError(
-                f"Icecast failed to start on port {self.port}: {exc}\n"
-                f"--- icecast log tail ---\n{details or '(empty)'}"
-            ) from exc
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._launch(binary)
+            except _CrashedAtStart:
+                if attempt == _START_ATTEMPTS:
+                    raise
+            else:
+                break
         self._last_ready = time.monotonic()
 
     def stop(self) -> None:
@@ -333,13 +319,50 @@ class IcecastServer:
             self._output.close()
             self._output = None
 
+    def _launch(self, binary: str) -> None:
+        error_offset = _file_size(self.error_log_path)
+        output_offset = _file_size(self.output_path)
+        self._output = self.output_path.open("ab")
+        proc = subprocess.Popen(
+            [binary, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        self._proc = proc
+        self._finalizer = weakref.finalize(self, _terminate, proc)
+        try:
+            self._wait_ready(proc)
+        except BaseException as exc:
+            self._kill()
+            if not isinstance(exc, Exception):
+                raise
+            details = "\n".join(
+                part
+                for part in (
+                    _tail(self.error_log_path, error_offset),
+                    _tail(self.output_path, output_offset),
+                )
+                if part
+            )
+            kind = _CrashedAtStart if isinstance(exc, _CrashedAtStart) else RuntimeError
+            raise kind(
+                f"Icecast failed to start on port {self.port}: {exc}\n"
+                f"--- icecast log tail ---\n{details or '(empty)'}"
+            ) from exc
+
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.start_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
-                raise RuntimeError(f"icecast2 exited with status {code}")
+                crashed = code < 0 and -code in _CRASH_SIGNALS
+                raise (_CrashedAtStart if crashed else RuntimeError)(
+                    f"icecast2 exited with status {code}"
+                )
             try:
                 http_get(self, "/status-json.xsl", timeout=1.0)
             except (OSError, urllib.error.URLError) as exc:
