@@ -346,7 +346,7 @@ def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Ch
     queued = None
     if child.stdout is not None:
         for line in child.stdout:
-            if b"requests queued" in line:
+            if b"events journaled" in line:
                 queued = time.perf_counter() - started
         child.stdout.close()
     _pid, status, usage = os.wait4(child.pid, 0)

@@ -716,20 +716,24 @@ async def deliver(
         failures = 0
         left = total
         moved = clock()
+        at = first
         with _progress(console, bytes_=False) as progress:
             task = progress.add_task("sending to Matomo", total=total)
             while left:
                 failed_before = sink.stats.failures
                 await sink.flush_once(upto=last)
-                now_left = store.journal_count(store.cursor(MATOMO), last)
-                if now_left < left:
+                # Only the events the cursor passed are counted: counting all those left after
+                # each batch would read the rest of the journal once per batch.
+                now = store.cursor(MATOMO)
+                if now > at:
                     moved = clock()
-                left = now_left
+                    left = 0 if now >= last else left - store.journal_count(at, now)
+                    at = now
                 progress.update(task, completed=total - left)
                 failures = 0 if sink.stats.failures == failed_before else failures + 1
                 if failures >= max_failures or clock() - moved > patience:
                     break
-    result.left = left
+    result.left = left and store.journal_count(store.cursor(MATOMO), last)
     result.dead_lettered = store.dead_letter_count(first + 1, last)
     result.sent = total - left - result.dead_lettered
     return result
