@@ -1,4 +1,5 @@
-"""What `audimeter import` journals and puts into the history for a mixed log stays as it was.
+"""What `audimeter import` shows, journals and puts into the history for a mixed log stays as it
+was.
 
 The digests were taken from the import as it was before its parsing and delivery were made
 faster; a change of any journaled field, visitor id, history row or count shows up here."""
@@ -127,6 +128,10 @@ def test_a_mixed_log_journals_and_records_what_it_did(tmp_path: Path) -> None:
     Store.open(state).close()
     with sqlite3.connect(state) as db:
         db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('visitor_salt', 'fixed')")
+    dry = io.StringIO()
+    assert run_import(config, "main", [log], dry_run=True, out=dry, err=io.StringIO()) == 0
+    shown = dry.getvalue().splitlines()
+    assert (len(shown), digest([(line,) for line in shown[:-1]])) == (10048, "88ab66f50ee2d2ca")
     out = io.StringIO()
     assert run_import(config, "main", [log], out=out, err=io.StringIO()) == 0
     assert (

@@ -243,8 +243,11 @@ def icecast_span(line: str) -> tuple[int, int] | None:
     if end == -1:
         end = _stamp_end(stamp)
     text = line.rstrip()
-    seconds = _count(text[text.rfind(" ") + 1 :])
-    return None if end is None or seconds is None else (end, seconds)
+    last = text[text.rfind(" ") + 1 :]
+    # `_count`, inline: this runs for every line of a log.
+    if end is None or len(last) > 18 or not last.isascii() or not last.isdigit():
+        return None
+    return end, int(last)
 
 
 # The usual listener line (a GET answered 200), its time as one field: a line this reads, with a
