@@ -803,7 +803,7 @@ class _Run:
                         write(text)
                 else:
                     assert self.store is not None
-                    stamped = map(self.stamp, itertools.islice(events, done, None))
+                    stamped = self.stamp.each_session_once(itertools.islice(events, done, None))
                     self.store.commit_import(
                         key, self.source.name, str(path.resolve()), read.lines, stamped, done=done
                     )

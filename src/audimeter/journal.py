@@ -8,10 +8,10 @@ only: the Matomo output maps each event with the configuration current when it s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from audimeter.config import Config
-from audimeter.events import Event
+from audimeter.events import Event, Session, SessionEnded
 from audimeter.matomo.mapping import SaltSource, visitor_id
 from audimeter.store import Stamped
 
@@ -33,3 +33,19 @@ class Stamper:
 
     def all(self, events: Iterable[Event]) -> list[Stamped]:
         return [self(event) for event in events]
+
+    def each_session_once(self, events: Iterable[Event]) -> Iterator[Stamped]:
+        """The events stamped, hashing the visitor id once per session: for a stream of many
+        sessions whose events each end with their `SessionEnded`, as an import plans them."""
+        known: dict[int, tuple[Session, str, int | None]] = {}
+        for event in events:
+            session = event.session
+            found = known.get(id(session))
+            if found is None or found[0] is not session:
+                stamped = self(event)
+                known[id(session)] = (session, stamped.visitor_id, stamped.site_id)
+            else:
+                stamped = Stamped(event, found[1], found[2])
+            if event.__class__ is SessionEnded:
+                del known[id(session)]
+            yield stamped
