@@ -377,10 +377,7 @@ class Drain:
         self._thread.start()
 
     def _take(self) -> None:
-        count = len(self.matomo.requests)
-        if count:
-            self.received += count
-            self.matomo.clear()
+        self.received += self.matomo.take_count()
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
@@ -440,14 +437,17 @@ def main() -> None:
                 )
             if args.only in (None, "real"):
                 drain = Drain(matomo)
+                before = time.process_time()
                 run = run_child([*base, str(log)], args.profile, watch=True)
                 drain.stop()
+                recorder = time.process_time() - before
                 rate = written / run.seconds
                 print(
                     f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s "
-                    f"({run.cpu:.1f} s of CPU), "
+                    f"({run.cpu:.1f} s of CPU = {written / run.cpu:,.0f} lines/s), "
                     f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status}); "
-                    f"{drain.received:,} requests received"
+                    f"{drain.received:,} requests received, the recorder (this process) used "
+                    f"{recorder:.1f} s of CPU"
                 )
                 if run.queued is not None:
                     sending = run.seconds - run.queued
