@@ -17,7 +17,8 @@ binary junk). It is written to a file first (not timed). Then `audimeter import`
 process, once with `--dry-run` (its output to /dev/null) and once for real with a fresh state
 file, sending to a `RecordingMatomo` (tests/support/matomo.py, real HTTP) in this process. For
 each, the script reports lines/s and the child's peak resident memory (its rusage); for the real
-import also the time until every request was queued, and the rate of delivery.
+import also the time until every event was journaled, the rate of delivery and the CPU that the
+recorder used.
 
     .venv/bin/python benchmarks/bench_import.py [--lines N] [--only dry-run|real] [--profile]
 """
@@ -330,12 +331,12 @@ class Child:
     peak_mb: float
     status: int
     queued: float | None = None
-    """Seconds until the command said its requests were queued (a real import)."""
+    """Seconds until the command said its events were journaled (a real import)."""
 
 
 def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Child:
     """Run `audimeter ARGUMENTS` in a child process; with `watch`, read its output to see when
-    it has queued its requests (then it delivers them)."""
+    it has journaled its events (then it delivers them)."""
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-s", "tottime"]
@@ -346,7 +347,7 @@ def run_child(arguments: list[str], profile: bool, *, watch: bool = False) -> Ch
     queued = None
     if child.stdout is not None:
         for line in child.stdout:
-            if b"requests queued" in line:
+            if b"events journaled" in line:
                 queued = time.perf_counter() - started
         child.stdout.close()
     _pid, status, usage = os.wait4(child.pid, 0)
@@ -377,10 +378,7 @@ class Drain:
         self._thread.start()
 
     def _take(self) -> None:
-        count = len(self.matomo.requests)
-        if count:
-            self.received += count
-            self.matomo.clear()
+        self.received += self.matomo.take_count()
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
@@ -440,19 +438,22 @@ def main() -> None:
                 )
             if args.only in (None, "real"):
                 drain = Drain(matomo)
+                before = time.process_time()
                 run = run_child([*base, str(log)], args.profile, watch=True)
                 drain.stop()
+                recorder = time.process_time() - before
                 rate = written / run.seconds
                 print(
                     f"real import: {run.seconds:.1f} s = {rate:,.0f} lines/s "
-                    f"({run.cpu:.1f} s of CPU), "
+                    f"({run.cpu:.1f} s of CPU = {written / run.cpu:,.0f} lines/s), "
                     f"peak {run.peak_mb:,.0f} MB resident (exit status {run.status}); "
-                    f"{drain.received:,} requests received"
+                    f"{drain.received:,} requests received, the recorder (this process) used "
+                    f"{recorder:.1f} s of CPU"
                 )
                 if run.queued is not None:
                     sending = run.seconds - run.queued
                     print(
-                        f"  read, planned and queued in {run.queued:.1f} s "
+                        f"  read, planned and journaled in {run.queued:.1f} s "
                         f"= {written / run.queued:,.0f} lines/s; delivered in {sending:.1f} s "
                         f"more = {drain.received / sending:,.0f} requests/s (the recorder "
                         "parses and keeps every request)"

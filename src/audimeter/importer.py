@@ -239,6 +239,7 @@ def collect_listens(
     wants = source.wants_mount
     mounts: dict[str, bool] = {}
     name = source.name
+    new = tuple.__new__  # as Listen(...) does, without its Python-level __new__
     other = bad = filtered = 0
     number = first - 1
     for number, line in enumerate(lines, first):
@@ -260,7 +261,7 @@ def collect_listens(
         if admitted is None:
             filtered += 1
             continue
-        yield Listen(end - duration, end, number, mount, *admitted)
+        yield new(Listen, (end - duration, end, number, mount, *admitted))
     counts.lines += number - first + 1
     counts.other += other
     counts.bad += bad
@@ -620,13 +621,14 @@ def _iso(timestamp: int) -> str:
 class DryRun:
     """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
     the request it would become. What a session's events share (visitor id, mount, address) is
-    worked out once per session, and the time once per minute."""
+    worked out once per session, and the time once per second (sessions end near each other)."""
 
     def __init__(self, salt: str | SaltSource) -> None:
         self._salt = salt
         self._tails: dict[int, str] = {}
         """By the id of a session, alive while its end is still to come."""
         self._minutes: dict[int, str] = {}
+        self._seconds: dict[int, str] = {}
 
     def __call__(self, event: Event) -> str:
         session = event.session
@@ -637,19 +639,26 @@ class DryRun:
                 f" {visitor_id(self._salt, session)} {session.mount} {session.ip}\n"
             )
             return self._time(session.started_at) + " pageview" + tail
-        at = max(session.started_at, event.at - 1)
+        at = event.at - 1
+        if at < session.started_at:
+            at = session.started_at
         if cls is SessionKeptAlive:
             return self._time(at) + " keep-alive" + tails[id(session)]
         return self._time(at) + " end" + tails.pop(id(session))
 
     def _time(self, timestamp: int) -> str:
-        minute, second = divmod(timestamp, 60)
-        prefix = self._minutes.get(minute)
-        if prefix is None:
-            if len(self._minutes) > 100_000:
-                self._minutes.clear()
-            prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
-        return f"{prefix}{second:02d}Z"
+        text = self._seconds.get(timestamp)
+        if text is None:
+            minute, second = divmod(timestamp, 60)
+            prefix = self._minutes.get(minute)
+            if prefix is None:
+                if len(self._minutes) > 100_000:
+                    self._minutes.clear()
+                prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
+            if len(self._seconds) > 100_000:
+                self._seconds.clear()
+            text = self._seconds[timestamp] = f"{prefix}{second:02d}Z"
+        return text
 
 
 # -- delivery -------------------------------------------------------------------------------------
@@ -716,20 +725,24 @@ async def deliver(
         failures = 0
         left = total
         moved = clock()
+        at = first
         with _progress(console, bytes_=False) as progress:
             task = progress.add_task("sending to Matomo", total=total)
             while left:
                 failed_before = sink.stats.failures
                 await sink.flush_once(upto=last)
-                now_left = store.journal_count(store.cursor(MATOMO), last)
-                if now_left < left:
+                # Only the events the cursor passed are counted: counting all those left after
+                # each batch would read the rest of the journal once per batch.
+                now = store.cursor(MATOMO)
+                if now > at:
                     moved = clock()
-                left = now_left
+                    left = 0 if now >= last else left - store.journal_count(at, now)
+                    at = now
                 progress.update(task, completed=total - left)
                 failures = 0 if sink.stats.failures == failed_before else failures + 1
                 if failures >= max_failures or clock() - moved > patience:
                     break
-    result.left = left
+    result.left = left and store.journal_count(store.cursor(MATOMO), last)
     result.dead_lettered = store.dead_letter_count(first + 1, last)
     result.sent = total - left - result.dead_lettered
     return result
@@ -790,7 +803,7 @@ class _Run:
                         write(text)
                 else:
                     assert self.store is not None
-                    stamped = map(self.stamp, itertools.islice(events, done, None))
+                    stamped = self.stamp.each_session_once(itertools.islice(events, done, None))
                     self.store.commit_import(
                         key, self.source.name, str(path.resolve()), read.lines, stamped, done=done
                     )

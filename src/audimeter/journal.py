@@ -10,10 +10,10 @@ the history keeps instead of the user agent's details and the address.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from audimeter.config import Config, ConfigError
-from audimeter.events import Event, SessionEnded
+from audimeter.events import Event, Session, SessionEnded
 from audimeter.geo import Countries
 from audimeter.matomo.mapping import SaltSource, visitor_id
 from audimeter.players import player_name
@@ -37,11 +37,31 @@ class Stamper:
         return mounts.get(session.mount, site)
 
     def __call__(self, event: Event) -> Stamped:
-        session = event.session
-        stamped = Stamped(event, visitor_id(self._salt, session), self.site_id(event))
-        if isinstance(event, SessionEnded):
-            return stamped.ended(player_name(session.user_agent), self._countries(session.ip))
-        return stamped
+        stamped = Stamped(event, visitor_id(self._salt, event.session), self.site_id(event))
+        return self._ended(stamped) if isinstance(event, SessionEnded) else stamped
+
+    def _ended(self, stamped: Stamped) -> Stamped:
+        """An end with what the history keeps of the session: its player and country."""
+        session = stamped.event.session
+        return stamped.ended(player_name(session.user_agent), self._countries(session.ip))
 
     def all(self, events: Iterable[Event]) -> list[Stamped]:
         return [self(event) for event in events]
+
+    def each_session_once(self, events: Iterable[Event]) -> Iterator[Stamped]:
+        """The events stamped, hashing the visitor id once per session: for a stream of many
+        sessions whose events each end with their `SessionEnded`, as an import plans them."""
+        known: dict[int, tuple[Session, str, int | None]] = {}
+        for event in events:
+            session = event.session
+            found = known.get(id(session))
+            if found is None or found[0] is not session:
+                stamped = self(event)
+                known[id(session)] = (session, stamped.visitor_id, stamped.site_id)
+            elif event.__class__ is SessionEnded:
+                stamped = self._ended(Stamped(event, found[1], found[2]))
+            else:
+                stamped = Stamped(event, found[1], found[2])
+            if event.__class__ is SessionEnded:
+                del known[id(session)]
+            yield stamped

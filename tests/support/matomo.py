@@ -374,10 +374,21 @@ class RecordingMatomo:
     def clear(self) -> None:
         """Forget recorded requests, batches, API calls and the failed-post count."""
         with self._lock:
-            self._requests.clear()
-            self._batches.clear()
-            self._api_calls.clear()
-            self._failed_posts = 0
+            self._clear()
+
+    def take_count(self) -> int:
+        """How many requests were recorded since the last `clear` or `take_count`, which then
+        forgets them as `clear` does, in one step: a long run counts without keeping them."""
+        with self._lock:
+            count = len(self._requests)
+            self._clear()
+        return count
+
+    def _clear(self) -> None:
+        self._requests.clear()
+        self._batches.clear()
+        self._api_calls.clear()
+        self._failed_posts = 0
 
     def model(self, visit_length: int = 1800) -> VisitModel:
         """A ``VisitModel`` of everything tracked so far."""

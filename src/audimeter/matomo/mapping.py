@@ -39,6 +39,7 @@ left of one ("") the parameter is not sent at all.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote_plus
@@ -54,6 +55,8 @@ END_ACTION = "end"
 
 _UNIQUE = frozenset({"cid", "cip", "cdt", "e_v"})
 """Request parameters whose values rarely repeat (`query_string` does not remember them)."""
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+"""Values that `quote_plus` leaves as they are."""
 
 SaltSource = Callable[[int], str]
 """The visitor-id salt for a session that started at the given unix time."""
@@ -161,7 +164,10 @@ class RequestMapper:
         parts = []
         for key, value in self.params(event, visitor).items():
             if key in _UNIQUE:
-                parts.append(key + "=" + quote_plus(value, safe=""))
+                # Mostly hex, digits and IPv4 addresses, which quoting leaves as they are.
+                if _UNQUOTED.fullmatch(value) is None:
+                    value = quote_plus(value, safe="")
+                parts.append(key + "=" + value)
                 continue
             text = pairs.get((key, value))
             if text is None:
