@@ -105,8 +105,8 @@ class Pipeline:
         """Run the observations through the sessionizer and commit the outcome.
 
         `consumed_inbox`, `inbox_position` and `log_positions` say where the observations came
-        from; they are
-        committed with the outcome, so that nothing is lost or taken twice after a crash.
+        from; they are committed with the outcome, so that nothing is lost or taken twice after
+        a crash.
         """
         events: list[Event] = []
         titles = self._titles
