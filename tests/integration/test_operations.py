@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +60,23 @@ def problem(port: int, start: str) -> bool:
     problems = body.get("problems", [])
     assert isinstance(problems, list)
     return status == 503 and any(str(p).startswith(start) for p in problems)
+
+
+def status_problems(config: Path) -> tuple[int, list[str]]:
+    """`audimeter status --format json`: its exit status and the problems it names."""
+    done = subprocess.run(
+        [sys.executable, "-m", "audimeter", "status", "--config", str(config), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    problems: list[str] = json.loads(done.stdout)["problems"]
+    return done.returncode, problems
+
+
+def status_flags(config: Path, start: str) -> bool:
+    code, problems = status_problems(config)
+    return code == 1 and any(p.startswith(start) for p in problems)
 
 
 def value(port: int, name: str, **labels: str) -> float:
@@ -183,20 +201,28 @@ def test_the_dashboard_queries_are_promql(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_healthz_flips_with_matomo_and_with_icecast(
+def test_healthz_and_status_flip_with_matomo_and_with_icecast(
     metrics_config: Path, icecast: IcecastServer, source: SourceClient, matomo: RecordingMatomo
 ) -> None:
+    """/healthz (live) and `audimeter status`'s exit status (from the state file) agree."""
     port = metrics_port(metrics_config)
     with AudimeterProcess(metrics_config):
         wait_for(lambda: healthy(port), 15, "healthy")
         assert healthz(port) == (200, {"status": "ok"})
+        wait_for(lambda: status_problems(metrics_config) == (0, []), 15, "status healthy")
 
         matomo.fail_with(503)
         with Listener(icecast, MOUNT, bind="127.0.0.13"):
             wait_for(lambda: problem(port, "output matomo: oldest pending event is"), 15, "503")
             assert value(port, "audimeter_output_oldest_pending_age_seconds") > 2
+            wait_for(
+                lambda: status_flags(metrics_config, "output matomo: oldest pending event is"),
+                15,
+                "status unhealthy with Matomo down",
+            )
             matomo.recover()
             wait_for(lambda: healthy(port), 20, "healthy after Matomo recovered")
+            wait_for(lambda: status_problems(metrics_config) == (0, []), 15, "status healthy")
         assert value(port, "audimeter_output_errors_total", output="matomo") >= 1
 
         icecast.stop()
@@ -207,8 +233,14 @@ def test_healthz_flips_with_matomo_and_with_icecast(
         assert "unreachable" in json.dumps(body)
         assert value(port, "audimeter_source_up") == 0
         assert value(port, "audimeter_poll_errors_total", kind="unreachable") >= 1
+        wait_for(
+            lambda: status_flags(metrics_config, "source main: no good poll for"),
+            15,
+            "status unhealthy with Icecast down",
+        )
         icecast.start()
         wait_for(lambda: healthy(port), 15, "healthy after Icecast returned")
+        wait_for(lambda: status_problems(metrics_config) == (0, []), 15, "status healthy again")
 
 
 def test_a_taken_metrics_port_is_one_line(tmp_path: Path, icecast: IcecastServer) -> None:
