@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from audimeter.config import Config
 from audimeter.health import OutputHealth, SourceHealth, Verdict, assess
-from audimeter.store import LOOP_BEAT, MATOMO, RUN_STARTED
+from audimeter.store import LOOP_BEAT, MATOMO, RUN_STARTED, SourceStatus
 
 SPARK_MINUTES = 60
 """`audimeter top`'s sparkline: listeners at each of the last 60 minutes (the last is now)."""
@@ -27,16 +27,6 @@ SPARK_MINUTES = 60
 
 class StatusError(Exception):
     """The state file cannot be read; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class SourceRow:
-    name: str
-    kind: str
-    software: str
-    grace: float
-    last_ok: float | None
-    problem: str | None
 
 
 @dataclass
@@ -67,7 +57,7 @@ class Snapshot:
     now: float
     started_at: float | None
     loop_beat: float | None
-    sources: list[SourceRow]
+    sources: list[SourceStatus]
     mounts: list[MountRow]
     outputs: list[OutputRow]
     verdict: Verdict
@@ -141,7 +131,7 @@ class StateReader:
         )
         return Snapshot(now, started, beat, sources, mounts, outputs, verdict)
 
-    def _sources(self, config: Config) -> list[SourceRow]:
+    def _sources(self, config: Config) -> list[SourceStatus]:
         """The configured sources, with what the run recorded of each."""
         recorded: dict[str, tuple[Any, ...]] = {}
         if self._has_table("source_status"):
@@ -150,7 +140,7 @@ class StateReader:
         out = []
         for s in config.sources:
             software, last_ok, problem = recorded.get(s.name, ("", None, None))
-            out.append(SourceRow(s.name, s.kind, software, s.outage_grace, last_ok, problem))
+            out.append(SourceStatus(s.name, s.kind, software, s.outage_grace, last_ok, problem))
         return out
 
     def _mounts(self, now: int, today: int) -> list[MountRow]:
