@@ -460,6 +460,9 @@ poll_interval = 0.5
                 return [r.params for r in matomo.requests if r.params.get("cip") == "127.0.0.91"]
 
             wait_for(lambda: any(p.get("e_a") == "end" for p in live()), 15, "the live end")
+            # Matomo has the end before the daemon commits its cursor past it: the daemon is
+            # killed on leaving this block, so first it must have settled what it sent.
+            wait_for(lambda: state_outbox(tmp_path / "state.db") == 0, 15, "the cursor at the end")
             assert daemon.running
             logs = daemon.logs()
     queued = int(result.stdout.split(" events journaled")[0].rsplit(" ", 1)[1])
