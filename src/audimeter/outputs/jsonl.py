@@ -101,8 +101,16 @@ class JsonLinesOutput:
                 return False
             records = [data for row in rows if (data := record(row)) is not None]
             text = "".join(json.dumps(data, ensure_ascii=False) + "\n" for data in records)
+            writing = asyncio.ensure_future(asyncio.to_thread(self._write, text))
             try:
-                await asyncio.to_thread(self._write, text)
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # The thread writes on regardless (a stop while it writes): once it has, the
+                # cursor must say so, or the drain at the stop writes the same lines again.
+                with contextlib.suppress(OSError):
+                    await writing
+                    self._store.advance(self.name, rows[-1].seq)
+                raise
             except OSError as exc:
                 self.failures += 1
                 if not self._failing:
