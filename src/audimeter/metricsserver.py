@@ -11,8 +11,8 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +20,9 @@ from prometheus_client.registry import Collector
 from audimeter.config import MetricsConfig
 from audimeter.telemetry import Telemetry
 from audimeter.webhook import bind_failure
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ class MetricsServer:
         telemetry.registry.register(self._cost)
 
     async def start(self) -> None:
+        # aiohttp only when the server starts: it takes some 12 MB of a daemon without one.
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -65,6 +71,8 @@ class MetricsServer:
             await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         started = time.thread_time()
         body = generate_latest(self._telemetry.registry)
         self._cost.scrapes += 1
@@ -72,6 +80,8 @@ class MetricsServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         verdict = self._telemetry.health()
         if verdict.healthy:
             return web.json_response({"status": "ok"})

@@ -50,6 +50,10 @@ class _MatomoClients(DeviceDetector):  # type: ignore[misc]
     def extract_app_id(self) -> None:
         """Matomo does not name clients by the app ids this port also looks for."""
 
+    def parse_os(self) -> None:
+        """The client parsers do not look at the operating system (only the device parsers do):
+        its rules would cost some 5 MB and a parse of each new agent for nothing."""
+
 
 @lru_cache(maxsize=CACHED_AGENTS)
 def player_name(user_agent: str) -> str:

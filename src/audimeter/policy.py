@@ -23,7 +23,11 @@ from audimeter.config import Config, IpPrivacy, Network, UserAgentPrivacy
 from audimeter.observations import Listener
 
 AGENT_VERDICTS = 10_000
-"""How many user agents' verdicts are remembered; more distinct ones start the memory afresh."""
+"""How many user agents' verdicts are remembered; more distinct ones start the memory afresh.
+
+The remembered agent is also the one string that every admitted listener with that agent
+keeps: the daemon holds a session per listener, and 100,000 copies of a dozen players would take
+some 15 MB."""
 
 
 def client_address(forwarded_for: str, proxies: Sequence[Network]) -> str | None:
@@ -59,8 +63,9 @@ class ListenerPolicy:
         }
         self._ip: IpPrivacy = ip
         self._drop_agent = user_agent == "drop"
-        # Players are few and their patterns costly to search: remember each verdict.
-        self._agent_verdicts: dict[str, bool] = {}
+        # Players are few and their patterns costly to search: remember each verdict, with the
+        # agent's shared copy.
+        self._agent_verdicts: dict[str, tuple[str, bool]] = {}
 
     @classmethod
     def from_config(cls, config: Config) -> ListenerPolicy:
@@ -79,8 +84,11 @@ class ListenerPolicy:
             client = client_address(listener.forwarded_for, proxies)
             if client is not None:
                 listener = listener._replace(ip=client)
-        if self._excluded_agent(listener.user_agent):
+        agent, excluded = self._agent_verdict(listener.user_agent)
+        if excluded:
             return None
+        if agent is not listener.user_agent:
+            listener = listener._replace(user_agent=agent)
         if self._addresses and within(parse_address(listener.ip), self._addresses):
             return None
         if self._ip != "full":
@@ -90,11 +98,12 @@ class ListenerPolicy:
             listener = listener._replace(user_agent="")
         return listener
 
-    def _excluded_agent(self, user_agent: str) -> bool:
+    def _agent_verdict(self, user_agent: str) -> tuple[str, bool]:
+        """The shared copy of `user_agent`, and whether it is left out."""
         verdict = self._agent_verdicts.get(user_agent)
         if verdict is None:
-            verdict = self._agents is not None and self._agents.search(user_agent) is not None
+            excluded = self._agents is not None and self._agents.search(user_agent) is not None
             if len(self._agent_verdicts) >= AGENT_VERDICTS:
                 self._agent_verdicts.clear()
-            self._agent_verdicts[user_agent] = verdict
+            verdict = self._agent_verdicts[user_agent] = (user_agent, excluded)
         return verdict

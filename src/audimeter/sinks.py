@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TextIO
 
 from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStarted
 
 _KINDS = {SessionStarted: "start", SessionKeptAlive: "keepalive", SessionEnded: "end"}
+ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""`json.dumps(…, ensure_ascii=False)` without making an encoder for each line."""
 
 
+@lru_cache(maxsize=4096)
 def _iso(timestamp: int) -> str:
+    # A batch's events share few times: those of a poll, and their sessions' starts.
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -45,5 +50,5 @@ class JsonLinesSink:
 
     def __call__(self, events: list[Event]) -> None:
         for event in events:
-            self._stream.write(json.dumps(event_record(event), ensure_ascii=False) + "\n")
+            self._stream.write(ENCODER.encode(event_record(event)) + "\n")
         self._stream.flush()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from importlib import resources
 
-from audimeter.players import CACHED_AGENTS, UNKNOWN, player_name
+import pytest
+import yaml_rs
+from device_detector import DeviceDetector  # type: ignore[import-untyped]
+
+from audimeter.players import CACHED_AGENTS, UNKNOWN, _MatomoClients, player_name
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -41,3 +45,32 @@ def test_names_are_remembered_within_a_bound() -> None:
         assert player_name("VLC/3.0.20 LibVLC/3.0.20") == "VLC"
     info = player_name.cache_info()
     assert (info.hits, info.misses, info.maxsize) == (2, 1, CACHED_AGENTS)
+
+
+class _WithOperatingSystem(_MatomoClients):
+    """The detector as it was before the operating system was left unparsed."""
+
+    __slots__ = ()
+    parse_os = DeviceDetector.parse_os
+
+
+def test_names_do_not_depend_on_the_operating_system() -> None:
+    fixtures = resources.files("device_detector.tests.fixtures.upstream")
+    agents = [CHROME, "ExoPlayerLib/2.18.1 (Linux; Android 13) RadioApp/4.2"]
+    for name, count in (
+        ("mediaplayer.yml", 40),
+        ("podcasting.yml", 40),
+        ("desktop.yml", 60),
+        ("smartphone-1.yml", 60),
+        ("tv.yml", 30),
+    ):
+        entries = yaml_rs.loads(fixtures.joinpath(name).read_text(encoding="utf-8"))
+        assert isinstance(entries, list)
+        agents.extend(entry["user_agent"] for entry in entries[:count])
+    for agent in agents:
+        with_os = _WithOperatingSystem(
+            agent, skip_bot_detection=True, skip_device_detection=True, check_cache=False
+        ).parse()
+        assert with_os.os is not None or not agent.strip()
+        name = with_os.client_name()
+        assert player_name(agent) == (name if len(name) > 2 else UNKNOWN), agent

@@ -70,3 +70,18 @@ def test_address_filters_apply_to_the_resolved_address() -> None:
     assert policy("main", listener(xff="203.0.113.5")) is None
     assert policy("main", listener(xff="198.51.100.9")) is not None
     assert policy("main", listener(ip="not-an-ip")) is not None
+
+
+def test_admitted_listeners_with_one_agent_share_one_copy_of_it() -> None:
+    policy = ListenerPolicy(exclude_user_agents=DEFAULT_EXCLUDED_USER_AGENTS)
+    agent = "VLC/3.0.20 LibVLC/3.0.20"
+    copies = ["".join(agent), agent[:4] + agent[4:]]
+    assert copies[0] is not copies[1]
+    first, second = (policy("main", listener(ua=copy)) for copy in copies)
+    assert first is not None
+    assert second is not None
+    assert first == second == listener(ua=agent)
+    assert first.user_agent is second.user_agent
+    bot = "curl/8.4.0"
+    assert policy("main", listener(ua=bot[:2] + bot[2:])) is None
+    assert policy("main", listener(ua=bot)) is None

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import os
 from pathlib import Path
 from typing import IO, Any
 
 from audimeter.outputs.base import acquire
-from audimeter.sinks import event_record
+from audimeter.sinks import ENCODER, event_record
 from audimeter.store import JournalRow, Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ class JsonLinesOutput:
             if not rows:
                 return False
             records = [data for row in rows if (data := record(row)) is not None]
-            text = "".join(json.dumps(data, ensure_ascii=False) + "\n" for data in records)
+            text = "".join(ENCODER.encode(data) + "\n" for data in records)
             writing = asyncio.ensure_future(asyncio.to_thread(self._write, text))
             try:
                 await asyncio.shield(writing)
