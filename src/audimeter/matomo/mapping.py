@@ -59,7 +59,9 @@ _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 def _quoted(value: str) -> str:
     # Mostly hex, digits and IPv4 addresses, which quoting leaves as they are.
-    return value if _UNQUOTED.fullmatch(value) else quote_plus(value, safe="")
+    if (value.isalnum() and value.isascii()) or _UNQUOTED.fullmatch(value):
+        return value
+    return quote_plus(value, safe="")
 
 
 def _encoded(params: Iterable[tuple[str, str]]) -> str:

@@ -236,6 +236,8 @@ class MatomoSink:
             rows, self._released = self._store.matomo_batch(self._batch_size, upto)
             if rows:
                 self._batch_end = rows[-1].seq
+            if not self._parked:
+                return rows
             held = [(row, site) for row in rows if (site := self.site_of(row)) in self._parked]
             if not held:
                 return rows
