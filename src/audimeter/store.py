@@ -356,7 +356,7 @@ def _row(
                 sessions.clear()
             sessions[key] = session
     elif kind == "end":
-        del sessions[key]  # type: ignore[union-attr]
+        sessions.pop(key, None)  # type: ignore[union-attr]
     event: Event
     if kind == "start":
         event = SessionStarted(session)
