@@ -3,7 +3,8 @@
 Target: the Matomo sink delivers at least 5,000 tracking requests per second.
 
 A recording stand-in for Matomo's bulk tracking API runs in its own process on 127.0.0.1 and
-counts what it receives. For each batch size, a fresh state file gets an outbox of 50,000
+counts what it receives (bench_import.py and others use it too: its tallies, a checksum of the
+requests, its own CPU). For each batch size, a fresh state file gets an outbox of 50,000
 keep-alive requests made by `RequestMapper`; `MatomoSink.flush_once()` then runs until the
 outbox is empty, and the time that takes gives the rate.
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import multiprocessing
 import random
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -49,12 +52,30 @@ DRAIN_LIMIT = 45.0
 # -- the recording Matomo (runs in a child process) ------------------------------------------
 
 
+_MASK = (1 << 64) - 1
+
+
+def checksum(requests: Iterable[str], start: int = 0) -> int:
+    """An order-free checksum of `requests` (added to `start`): the sum of their 64-bit BLAKE2b
+    digests, modulo 2**64. Equal counts and checksums tell that every request arrived exactly
+    once, without the recorder keeping any."""
+    total = start
+    blake2b = hashlib.blake2b
+    for request in requests:
+        total += int.from_bytes(blake2b(request.encode(), digest_size=8).digest())
+    return total & _MASK
+
+
 @dataclass(slots=True)
 class Tally:
     requests: int = 0
     posts: int = 0
     refused: int = 0
     """Requests that were not query strings: Matomo would count them as invalid."""
+    checksum: int = 0
+    """`checksum` of the requests taken."""
+    cpu: float = 0.0
+    """CPU seconds the recorder's process has used, reported apart from what it measures."""
 
 
 class RecordingMatomoServer(ThreadingHTTPServer):
@@ -101,11 +122,14 @@ class MatomoHandler(BaseHTTPRequestHandler):
         if token != server.token:
             self._answer(401, {"status": "error", "message": "token_auth refused"})
             return
-        invalid = sum(1 for r in requests if not (isinstance(r, str) and r.startswith("?")))
+        good = [r for r in requests if isinstance(r, str) and r.startswith("?")]
+        invalid = len(requests) - len(good)
+        total = checksum(good)
         with server.lock:
             server.tally.requests += len(requests)
             server.tally.posts += 1
             server.tally.refused += invalid
+            server.tally.checksum = (server.tally.checksum + total) & _MASK
         self._answer(200, {"status": "success", "tracked": len(requests) - invalid, "invalid": 0})
 
     def do_GET(self) -> None:
@@ -116,7 +140,14 @@ class MatomoHandler(BaseHTTPRequestHandler):
         with server.lock:
             tally = server.tally
             self._answer(
-                200, {"requests": tally.requests, "posts": tally.posts, "refused": tally.refused}
+                200,
+                {
+                    "requests": tally.requests,
+                    "posts": tally.posts,
+                    "refused": tally.refused,
+                    "checksum": tally.checksum,
+                    "cpu": time.process_time(),
+                },
             )
 
 
@@ -153,7 +184,13 @@ def stop_server(process: BaseProcess) -> None:
 
 def matomo_tally(base_url: str) -> Tally:
     answer = httpx.get(base_url + "/bench/tally", timeout=10).json()
-    return Tally(int(answer["requests"]), int(answer["posts"]), int(answer["refused"]))
+    return Tally(
+        int(answer["requests"]),
+        int(answer["posts"]),
+        int(answer["refused"]),
+        int(answer["checksum"]),
+        float(answer["cpu"]),
+    )
 
 
 # -- the benchmark ---------------------------------------------------------------------------

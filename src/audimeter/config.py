@@ -48,6 +48,9 @@ class MatomoConfig(_Model):
     keepalive_interval: Annotated[int, Field(ge=1)] = 120
     visit_length: Annotated[int, Field(ge=2)] = 1800
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
+    import_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    """Tracking requests per bulk POST of `audimeter import`: a backlog of millions goes faster
+    in larger batches."""
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
     outbox_limit: Annotated[int, Field(ge=1000)] = 1_000_000
     """Requests the outbox may hold; beyond it keep-alives are no longer queued

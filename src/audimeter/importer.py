@@ -720,7 +720,12 @@ async def deliver(
         timeout=matomo.timeout, headers={"User-Agent": USER_AGENT}
     ) as client:
         sink = MatomoSink.from_config(
-            store, client, matomo, mapper_for(config, matomo, salt, store.title_at), backoff
+            store,
+            client,
+            matomo,
+            mapper_for(config, matomo, salt, store.title_at),
+            backoff,
+            batch_size=matomo.import_batch_size,
         )
         failures = 0
         left = total

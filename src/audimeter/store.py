@@ -335,25 +335,41 @@ def _values(stamped: Stamped) -> tuple[object, ...]:
     )
 
 
-def _row(seq: int, values: Sequence[Any]) -> JournalRow:
-    """A journal row from its seq and `_FIELDS`."""
+def _row(
+    seq: int, values: Sequence[Any], sessions: dict[tuple[Any, ...], Session] | None = None
+) -> JournalRow:
+    """A journal row from its seq and `_FIELDS`. `sessions`: the sessions of rows read before,
+    by their fields, so that the events of one session share one `Session` (a session's end is
+    its last event: it leaves them)."""
     kind, at, previous, reason = values[:4]
     if kind == REQUEST:
         return JournalRow(seq, None, payload=values[15])
-    source, instance, mount, client_id, ip, user_agent, referrer, query, started, slot = values[
-        4:14
-    ]
-    session = Session(
-        source, instance, mount, client_id, ip, user_agent, referrer, started, slot, query
-    )
+    key = tuple(values[4:14])
+    session = None if sessions is None else sessions.get(key)
+    if session is None:
+        source, instance, mount, client_id, ip, user_agent, referrer, query, started, slot = key
+        session = Session(
+            source, instance, mount, client_id, ip, user_agent, referrer, started, slot, query
+        )
+        if sessions is not None and kind != "end":
+            if len(sessions) >= _SESSIONS_READ:
+                sessions.clear()
+            sessions[key] = session
+    elif kind == "end":
+        sessions.pop(key, None)  # type: ignore[union-attr]
     event: Event
     if kind == "start":
         event = SessionStarted(session)
     elif kind == "keepalive":
         event = SessionKeptAlive(session, at, previous)
     else:
-        event = SessionEnded(session, at, previous, EndReason(reason))
+        event = SessionEnded(session, at, previous, _REASONS[reason])
     return JournalRow(seq, event, values[14])
+
+
+_SESSIONS_READ = 20_000
+"""Sessions `Store.journal_batch` keeps to share among their events (a few MB)."""
+_REASONS = {reason.value: reason for reason in EndReason}
 
 
 def _row_values(row: JournalRow) -> tuple[object, ...]:
@@ -430,6 +446,8 @@ class Store:
         self.path = path
         self.send_lock = SendLock(path.with_name(path.name + ".lock"))
         self._locks = {MATOMO: self.send_lock}
+        self._sessions: dict[tuple[Any, ...], Session] = {}
+        """The open sessions of the journal's events read (`_row`)."""
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -816,7 +834,8 @@ class Store:
             " ORDER BY seq LIMIT ?",
             (after, sys.maxsize if upto is None else upto, limit),
         )
-        return [_row(row[0], row[1:]) for row in rows]
+        sessions = self._sessions
+        return [_row(row[0], row[1:], sessions) for row in rows]
 
     def oldest_pending(self, output: str) -> int | None:
         """The event time of the oldest event `output` has not taken (Matomo's parked events

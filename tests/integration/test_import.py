@@ -147,6 +147,7 @@ token_auth = "{DEFAULT_TOKEN}"
 keepalive_interval = {KEEPALIVE}
 visit_length = {VISIT_LENGTH}
 batch_size = 7
+import_batch_size = 9
 """
     path = tmp_path / "audimeter.toml"
     path.write_text(text + extra)
@@ -191,6 +192,8 @@ def test_sessions_arrive_with_their_true_times(tmp_path: Path, matomo: Recording
     assert f"{len(OTHERS)} not listeners" in result.stdout
     assert all(batch.status == 200 and batch.invalid == 0 for batch in matomo.batches)
     assert all(batch.token_valid for batch in matomo.batches)
+    # The import's batches are of matomo.import_batch_size, not of batch_size (7).
+    assert max(len(batch.requests) for batch in matomo.batches) == 9
 
     model = matomo.model(VISIT_LENGTH)
     visits = model.visits()
@@ -310,6 +313,7 @@ def config_for(matomo: RecordingMatomo, tmp_path: Path) -> Config:
                 "site_id": 1,
                 "token_auth": DEFAULT_TOKEN,
                 "batch_size": 5,
+                "import_batch_size": 5,
             },
             "sources": [{"name": "main", "kind": "icecast", "url": STREAM, "password": "x"}],
         }
@@ -437,6 +441,7 @@ token_auth = "{DEFAULT_TOKEN}"
 keepalive_interval = 2
 visit_length = 10
 batch_size = 7
+import_batch_size = 7
 
 [[sources]]
 name = "main"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from audimeter.config import parse_config
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
@@ -188,3 +188,60 @@ def test_mapper_for_sends_the_title_only_with_now_playing_dimension() -> None:
         assert config.matomo is not None
         mapper = mapper_for(config, config.matomo, "salt", lambda source, mount, at: "On Air")
         assert mapper.params(event).get("dimension5") == expected
+
+
+def _events(session: Session) -> list[SessionStarted | SessionKeptAlive | SessionEnded]:
+    at = session.started_at
+    return [
+        SessionStarted(session),
+        SessionKeptAlive(session, at + 120, at),
+        SessionEnded(session, at + 130, at + 120, EndReason.LEFT),
+        SessionEnded(session, at, at, EndReason.SOURCE_LOST),  # shorter than a second
+    ]
+
+
+QUERIES = [
+    "",
+    "app=radio%20app&utm_source=news&utm_campaign=Spring%20Drive&pass=x",
+    "app=" + "é" * 300,
+    "utm_medium=a%26b&app=",
+]
+LISTENERS = [
+    ("203.0.113.9", "VLC/3.0.18", ""),
+    ("2001:db8::1", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Äpp/1 +x", "-"),
+    ("", "", "https://radio.example/player?x=1&y=ä b"),
+    ("::ffff:10.0.0.1", "okhttp/4.11.0", "https://www.google.com/"),
+]
+
+
+def test_query_string_agrees_with_urlencoding_the_params() -> None:
+    """The request put together from remembered parts is the parameters, urlencoded, for
+    every kind of event, listener, query, site and title, asked again and again."""
+    played = {1119: "Artist & Band - Song + Remix", 1129: "x" * 300}
+    sites = {
+        "main": SiteMapping(3, "http://radio.example:8000", "{source} · {mount} & more", {"/t": 9}),
+        "bare": SiteMapping(4, ""),
+    }
+    mappers = [
+        RequestMapper("salt", sites, 5),
+        RequestMapper(
+            lambda at: f"salt-{at // 86400}",
+            sites,
+            5,
+            {"app": 2, "utm_medium": 8},
+            now_playing=(7, lambda source, mount, at: played.get(at, "")),
+        ),
+    ]
+    for mapper in mappers:
+        for _round in range(2):
+            for source in ("main", "bare", "gone"):
+                for mount in ("/live.mp3", "/t"):
+                    for query in QUERIES:
+                        for ip, agent, referrer in LISTENERS:
+                            session = Session(
+                                source, "i", mount, "7", ip, agent, referrer, 1000, 2, query
+                            )
+                            for event in _events(session):
+                                for visitor in (None, "0123456789abcdef", "a b/ü"):
+                                    expected = "?" + urlencode(mapper.params(event, visitor))
+                                    assert mapper.query_string(event, visitor) == expected

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from audimeter import store as store_module
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.nowplaying import Play, PlayEnded, PlayStarted
 from audimeter.sessionizer import (
@@ -216,6 +217,34 @@ def test_every_event_kind_comes_back_from_the_journal_and_ends_fill_the_history(
          "VLC", "DE")
     ]  # fmt: skip
     assert store.prune_history(251) == 1
+
+
+def test_events_read_in_batches_share_their_session_and_come_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interleaved sessions, some read again after the sessions remembered were dropped, and
+    one session again after its end: each event comes back as it was journaled."""
+    monkeypatch.setattr(store_module, "_SESSIONS_READ", 3)
+    store = Store.open(tmp_path / "a.db")
+    sessions = [
+        Session("main", "i", f"/m{i % 2}", str(i), f"10.0.0.{i}", "VLC", "", 100 + i, i % 3)
+        for i in range(8)
+    ]
+    events: list[Stamped] = []
+    for s in sessions:
+        events.append(Stamped(SessionStarted(s), "v", 3))
+    for s in sessions:
+        events.append(Stamped(SessionKeptAlive(s, 200, s.started_at), "v", 3))
+    for s in reversed(sessions):
+        events.append(Stamped(SessionEnded(s, 300, 200, EndReason.LEFT), "v", 3))
+    events.append(Stamped(SessionStarted(sessions[0]), "v", 3))
+    events.append(Stamped(SessionKeptAlive(sessions[0], 400, 100), "v", 3))
+    store.commit([], [], events)
+    read = [row for after in range(0, len(events), 5) for row in store.journal_batch(after, 5)]
+    assert [row.event for row in read] == [e.event for e in events]
+    shared = [row.event.session for row in read if row.event is not None]
+    assert shared[0] is not shared[8]  # sessions remembered were dropped between
+    assert shared[-1] is shared[-2]
 
 
 def test_parked_events_and_dead_letters_keep_the_event(tmp_path: Path) -> None:

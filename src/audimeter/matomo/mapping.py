@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote_plus
 
@@ -53,10 +53,36 @@ EVENT_CATEGORY = "Listening"
 KEEPALIVE_ACTION = "keep-alive"
 END_ACTION = "end"
 
-_UNIQUE = frozenset({"cid", "cip", "cdt", "e_v"})
-"""Request parameters whose values rarely repeat (`query_string` does not remember them)."""
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 """Values that `quote_plus` leaves as they are."""
+
+
+def _quoted(value: str) -> str:
+    # Mostly hex, digits and IPv4 addresses, which quoting leaves as they are.
+    if (value.isalnum() and value.isascii()) or _UNQUOTED.fullmatch(value):
+        return value
+    return quote_plus(value, safe="")
+
+
+def _encoded(params: Iterable[tuple[str, str]]) -> str:
+    """`&` and `urlencode(params)`, or "" for none."""
+    return "".join(f"&{key}={quote_plus(value, safe='')}" for key, value in params)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """The parts of the requests of a source's mount and query that are alike for all its
+    sessions: each request is `head` + cid [+ cip] [+ ua] + the part of its kind + its times."""
+
+    head: str
+    """Up to `cid=`."""
+    start: str
+    """After `ua`, up to the start's `cdt=`."""
+    keepalive: str
+    """After `ua`, up to the keep-alive's `e_v=`."""
+    end: str
+    """After `ua`, up to the end's `e_v=`."""
+
 
 SaltSource = Callable[[int], str]
 """The visitor-id salt for a session that started at the given unix time."""
@@ -107,6 +133,7 @@ class RequestMapper:
         # keep-alives and end; events need no URL, and starts only come from polled sources.
         self._fallback = SiteMapping(default_site_id, "")
         self._quoted: dict[tuple[str, str], str] = {}
+        self._fixed: dict[tuple[str, str, str], _Fixed] = {}
 
     def _site(self, session: Session) -> SiteMapping:
         return self._sites.get(session.source, self._fallback)
@@ -117,13 +144,25 @@ class RequestMapper:
     def site_id(self, session: Session) -> int:
         return self._site(session).site_for(session.mount)
 
+    def _shared(self, session: Session) -> dict[str, str]:
+        """The parameters after `ua` that every request of a session has alike: the stream URL
+        and the dimensions of its query."""
+        params = {}
+        if (base := self._site(session).stream_base_url) != "":
+            params["url"] = base + session.mount
+        if self._dimensions and session.query:
+            query = parse_qs(session.query)
+            for name, dimension in self._dimensions.items():
+                if query.get(name):
+                    params[f"dimension{dimension}"] = query[name][0][:DIMENSION_MAX]
+        return params
+
     def params(self, event: Event, visitor: str | None = None) -> dict[str, str]:
         """The tracking request parameters for one session event; `visitor` is its visitor id
         when it is known already (journaled), else it is computed with the salt."""
         session = event.session
-        site = self._site(session)
         params = {
-            "idsite": str(site.site_for(session.mount)),
+            "idsite": str(self.site_id(session)),
             "rec": "1",
             "apiv": "1",
             "cid": visitor_id(self._salt, session) if visitor is None else visitor,
@@ -132,12 +171,7 @@ class RequestMapper:
             params["cip"] = session.ip
         if session.user_agent:
             params["ua"] = session.user_agent
-        query = parse_qs(session.query) if session.query else {}
-        if site.stream_base_url:
-            params["url"] = site.stream_base_url + session.mount
-        for name, dimension in self._dimensions.items():
-            if query.get(name):
-                params[f"dimension{dimension}"] = query[name][0][:DIMENSION_MAX]
+        params.update(self._shared(session))
         if isinstance(event, SessionStarted):
             params["new_visit"] = "1"
             params["action_name"] = self.title(session)
@@ -154,26 +188,65 @@ class RequestMapper:
         return params
 
     def query_string(self, event: Event, visitor: str | None = None) -> str:
-        """`"?" + urlencode(params)`, with the quoting of the values that repeat (site, URLs,
-        titles, players, ...) remembered: `urlencode` would cost most of the mapping. Values
-        of one listener or moment (visitor, address, times) are quoted each time, so that the
-        memory stays that of the few repeating values."""
+        """`"?" + urlencode(self.params(event, visitor))`, put together from parts quoted once:
+        what the requests of a session's mount and query share (`_Fixed`), and each player's
+        `ua`. Values of one listener or moment (visitor, address, times) are quoted each time,
+        so that the memory stays that of the few repeating values."""
+        session = event.session
+        key = (session.source, session.mount, session.query)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            if len(self._fixed) > 10_000:  # queries of URL authentication may all differ
+                self._fixed.clear()
+            fixed = self._fixed[key] = self._fix(session)
+        cid = visitor_id(self._salt, session) if visitor is None else visitor
+        text = fixed.head + _quoted(cid)
+        if session.ip:
+            text += "&cip=" + _quoted(session.ip)
+        if session.user_agent:
+            text += self._pair("ua", session.user_agent)
+        cls = event.__class__
+        if cls is SessionStarted:
+            text += fixed.start + str(session.started_at)
+            if session.referrer:
+                text += self._pair("urlref", session.referrer)
+            return text
+        at: int = event.at
+        previous: int = event.previous_at  # type: ignore[union-attr]
+        dated = max(session.started_at, at - 1)
+        tail = fixed.keepalive if cls is SessionKeptAlive else fixed.end
+        text += tail + str(at - previous) + "&cdt=" + str(dated)
+        if self._now_playing is not None:
+            dimension, title_at = self._now_playing
+            on_air = title_at(session.source, session.mount, dated)
+            if on_air:
+                text += self._pair(f"dimension{dimension}", on_air[:DIMENSION_MAX])
+        return text
+
+    def _fix(self, session: Session) -> _Fixed:
+        shared = _encoded(self._shared(session).items())
+        start = self._shared(session)
+        campaign = campaign_of(session.query)
+        if campaign and "url" in start:
+            start["url"] += "?" + campaign
+        title = quote_plus(self.title(session), safe="")
+        events = f"&e_c={quote_plus(EVENT_CATEGORY, safe='')}&e_a="
+        return _Fixed(
+            head=f"?idsite={self.site_id(session)}&rec=1&apiv=1&cid=",
+            start=f"{_encoded(start.items())}&new_visit=1&action_name={title}&cdt=",
+            keepalive=f"{shared}{events}{quote_plus(KEEPALIVE_ACTION, safe='')}&e_n={title}&e_v=",
+            end=f"{shared}{events}{quote_plus(END_ACTION, safe='')}&e_n={title}&e_v=",
+        )
+
+    def _pair(self, key: str, value: str) -> str:
+        """`&key=value`, quoted, remembered: for values that repeat (players, referrers)."""
         pairs = self._quoted
-        if len(pairs) > 100_000:
-            pairs.clear()
-        parts = []
-        for key, value in self.params(event, visitor).items():
-            if key in _UNIQUE:
-                # Mostly hex, digits and IPv4 addresses, which quoting leaves as they are.
-                if _UNQUOTED.fullmatch(value) is None:
-                    value = quote_plus(value, safe="")
-                parts.append(key + "=" + value)
-                continue
-            text = pairs.get((key, value))
-            if text is None:
-                text = pairs[key, value] = key + "=" + quote_plus(value, safe="")
-            parts.append(text)
-        return "?" + "&".join(parts)
+        text = pairs.get((key, value))
+        if text is None:
+            if len(pairs) > 100_000:
+                pairs.clear()
+            text = pairs[key, value] = "&" + key + "=" + quote_plus(value, safe="")
+        return text
 
     def _event(self, action: str, session: Session, at: int, previous_at: int) -> dict[str, str]:
         dated = max(session.started_at, at - 1)

@@ -141,13 +141,16 @@ class MatomoSink:
         matomo: MatomoConfig,
         mapper: RequestMapper,
         backoff: Backoff | None = None,
+        *,
+        batch_size: int | None = None,
     ) -> MatomoSink:
+        """`batch_size`: instead of `matomo.batch_size`."""
         return cls(
             store,
             client,
             tracking_url=matomo.tracking_url,
             token_auth=matomo.token_auth.get_secret_value(),
-            batch_size=matomo.batch_size,
+            batch_size=matomo.batch_size if batch_size is None else batch_size,
             api_url=matomo.api_url,
             backoff=backoff,
             mapper=mapper,
@@ -233,6 +236,8 @@ class MatomoSink:
             rows, self._released = self._store.matomo_batch(self._batch_size, upto)
             if rows:
                 self._batch_end = rows[-1].seq
+            if not self._parked:
+                return rows
             held = [(row, site) for row in rows if (site := self.site_of(row)) in self._parked]
             if not held:
                 return rows
