@@ -157,6 +157,51 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds of a running process (0 if there is none)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()  # from the third field, the state, on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def receiver_pid(daemon: int) -> int | None:
+    """The daemon's child, the receiver's process; None when it answers from a thread."""
+    try:
+        children = Path(f"/proc/{daemon}/task/{daemon}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+@dataclass(slots=True)
+class Usage:
+    """CPU seconds of the daemon and the receiver and the load average at phase boundaries."""
+
+    daemon: int
+    receiver: int | None = None
+    marks: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def mark(self) -> None:
+        self.receiver = self.receiver or receiver_pid(self.daemon)
+        self.marks.append(
+            (cpu_seconds(self.daemon), cpu_seconds(self.receiver), os.getloadavg()[0])
+        )
+
+    def phase(self, index: int) -> str:
+        (daemon, receiver, load), (daemon_end, receiver_end, _) = self.marks[index : index + 2]
+        where = (
+            f"receiver {receiver_end - receiver:.1f} s in its own process"
+            if self.receiver
+            else "receiver in the daemon's process"
+        )
+        return f"    CPU: daemon {daemon_end - daemon:.1f} s, {where}; load {load:.1f} at its start"
+
+
 def summary(name: str, times: list[float], failures: int, seconds: float) -> str:
     if len(times) < 2:
         return f"{name}: {len(times)} answers, too few to measure"
@@ -201,6 +246,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
             env=env,
         )
     answers = Answers()
+    usage = Usage(daemon.pid)
     stop = threading.Event()
     workers = [
         threading.Thread(
@@ -218,6 +264,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
             print(daemon_log.read_text(encoding="utf-8", errors="replace")[-3000:])
             return
         answers.phase = "cold start"
+        usage.mark()
         phase_start = time.monotonic()
         for worker in workers:
             worker.start()
@@ -229,11 +276,13 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
         print(f"cold start: {cold} requests delivered to Matomo (the {LISTENERS} starts first)")
 
         spans["cold start"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "steady polls"
         phase_start = time.monotonic()
         time.sleep(args.steady)
 
         spans["steady polls"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "polls + import"
         phase_start = time.monotonic()
         with (directory / "import.log").open("wb") as out:
@@ -256,6 +305,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
                 importer.wait()
             import_note = f"still running after {args.import_seconds:g} s, stopped there"
         spans["polls + import"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "end"
     finally:
         stop.set()
@@ -272,12 +322,13 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
         print(f"    {line}")
     everything: list[float] = []
     failed = 0
-    for name, seconds in spans.items():
+    for index, (name, seconds) in enumerate(spans.items()):
         times = answers.times.get(name, [])
         failures = answers.failures.get(name, 0)
         everything += times
         failed += failures
         print(summary(name, times, failures, seconds))
+        print(usage.phase(index))
     if len(everything) < 2:
         print("FAIL: too few answers to measure")
         return
