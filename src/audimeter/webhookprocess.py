@@ -267,6 +267,9 @@ def _child() -> None:
         write({"error": str(exc)})
         inbox.close()
         return
+    with contextlib.suppress(queue.Empty):
+        while message := outbox.get(timeout=0):  # its start's log lines before the banner
+            write(message)
     write({"listening": receiver.port})
 
     def await_stop() -> None:
