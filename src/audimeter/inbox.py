@@ -33,7 +33,7 @@ def inbox_path(state_path: Path) -> Path:
 
 
 class Inbox:
-    """One connection to the inbox file (the receiver's thread and the daemon each have one)."""
+    """One connection to the inbox file (the receiver's process and the daemon each have one)."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, token: str) -> None:
         self.path = path
