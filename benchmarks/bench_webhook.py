@@ -18,7 +18,25 @@ steady polls while `audimeter import` (another process) imports a generated acce
         [--import-seconds 90] [--src DIR]
 
 `--src DIR` runs the daemon and the import from another source tree (e.g. an export of an older
-commit's src/) to compare, on the same machine in the same sitting.
+commit's src/) to compare, on the same machine in the same sitting. Each phase also shows the
+CPU seconds of the daemon and of the receiver's process (Linux /proc), and the load average.
+
+Figures, 2 cores shared with other work, old and new code in turns (load 6-9, 6-8 and 4-4.5
+in the three pairs of runs), p50 / p99 / max in ms:
+
+    phase            receiver in a thread of the daemon    receiver in its own process
+    cold start       47/1651/1814  24/290/352  18/406/450    8.0/250/431  13/134/325  8.4/327/464
+    steady polls     15/177/364    8.8/126/233 8.9/163/250   3.5/25/38    6.1/41/187  3.6/21/57
+    polls + import   19/159/308    17/389/585  12/272/347    12/76/143    9.9/99/159  7.8/59/131
+
+The receiver's process used 1.2-2.1 s of CPU per phase (about 1.3 ms per answer), the daemon
+5-11 s. In a thread, an answer waited for the interpreter lock, at each of its hand-overs,
+while the daemon's main thread ran Python for seconds (the first poll's 100,000 session starts,
+each poll's listing). In a process of its own it waits for a CPU and for SQLite's flush to disk
+(synchronous=FULL: a notice Icecast was told about survives a power loss); notices that come
+meanwhile share the next flush. That flush is the cold start's tail: it took up to 290 ms while
+the daemon committed the first poll. Run once with synchronous=NORMAL for comparison (load 4):
+4.9/63/172 cold start, 3.0/15/25 steady, 6.8/35/48 with the import.
 """
 
 from __future__ import annotations
@@ -157,6 +175,51 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds of a running process (0 if there is none)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()  # from the third field, the state, on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def receiver_pid(daemon: int) -> int | None:
+    """The daemon's child, the receiver's process; None when it answers from a thread."""
+    try:
+        children = Path(f"/proc/{daemon}/task/{daemon}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+@dataclass(slots=True)
+class Usage:
+    """CPU seconds of the daemon and the receiver and the load average at phase boundaries."""
+
+    daemon: int
+    receiver: int | None = None
+    marks: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def mark(self) -> None:
+        self.receiver = self.receiver or receiver_pid(self.daemon)
+        self.marks.append(
+            (cpu_seconds(self.daemon), cpu_seconds(self.receiver), os.getloadavg()[0])
+        )
+
+    def phase(self, index: int) -> str:
+        (daemon, receiver, load), (daemon_end, receiver_end, _) = self.marks[index : index + 2]
+        where = (
+            f"receiver {receiver_end - receiver:.1f} s in its own process"
+            if self.receiver
+            else "receiver in the daemon's process"
+        )
+        return f"    CPU: daemon {daemon_end - daemon:.1f} s, {where}; load {load:.1f} at its start"
+
+
 def summary(name: str, times: list[float], failures: int, seconds: float) -> str:
     if len(times) < 2:
         return f"{name}: {len(times)} answers, too few to measure"
@@ -201,6 +264,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
             env=env,
         )
     answers = Answers()
+    usage = Usage(daemon.pid)
     stop = threading.Event()
     workers = [
         threading.Thread(
@@ -218,6 +282,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
             print(daemon_log.read_text(encoding="utf-8", errors="replace")[-3000:])
             return
         answers.phase = "cold start"
+        usage.mark()
         phase_start = time.monotonic()
         for worker in workers:
             worker.start()
@@ -229,11 +294,13 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
         print(f"cold start: {cold} requests delivered to Matomo (the {LISTENERS} starts first)")
 
         spans["cold start"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "steady polls"
         phase_start = time.monotonic()
         time.sleep(args.steady)
 
         spans["steady polls"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "polls + import"
         phase_start = time.monotonic()
         with (directory / "import.log").open("wb") as out:
@@ -256,6 +323,7 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
                 importer.wait()
             import_note = f"still running after {args.import_seconds:g} s, stopped there"
         spans["polls + import"] = time.monotonic() - phase_start
+        usage.mark()
         answers.phase = "end"
     finally:
         stop.set()
@@ -272,12 +340,13 @@ def measure(args: argparse.Namespace, directory: Path, icecast_port: int, matomo
         print(f"    {line}")
     everything: list[float] = []
     failed = 0
-    for name, seconds in spans.items():
+    for index, (name, seconds) in enumerate(spans.items()):
         times = answers.times.get(name, [])
         failures = answers.failures.get(name, 0)
         everything += times
         failed += failures
         print(summary(name, times, failures, seconds))
+        print(usage.phase(index))
     if len(everything) < 2:
         print("FAIL: too few answers to measure")
         return

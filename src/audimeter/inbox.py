@@ -33,7 +33,7 @@ def inbox_path(state_path: Path) -> Path:
 
 
 class Inbox:
-    """One connection to the inbox file (the receiver's thread and the daemon each have one)."""
+    """One connection to the inbox file (the receiver's process and the daemon each have one)."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, token: str) -> None:
         self.path = path
@@ -67,14 +67,15 @@ class Inbox:
     def close(self) -> None:
         self._db.close()
 
-    def append(self, payload: str) -> int:
-        """Record one notice durably, also against a power loss; returns its id."""
+    def append(self, *payloads: str) -> None:
+        """Record notices durably, also against a power loss, in this order and one commit."""
         try:
             with self._db:
-                cursor = self._db.execute("INSERT INTO inbox(payload) VALUES (?)", (payload,))
+                self._db.executemany(
+                    "INSERT INTO inbox(payload) VALUES (?)", [(p,) for p in payloads]
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the webhook inbox {self.path} ({exc})") from None
-        return int(cursor.lastrowid or 0)
 
     def after(self, position: int, limit: int) -> list[tuple[int, str]]:
         """The notices with an id above `position`, oldest first."""

@@ -4,9 +4,9 @@ The title on air per mount goes from the same observations through `TitleTracker
 store's `titles`, committed with the sessions and events of the same step.
 
 Exact ends come from two more inputs, both optional: access logs followed by `LogFollower`, and
-Icecast's URL authentication, whose receiver (its own thread) records every notice in the inbox
-file before it answers; the loop turns inbox rows into observations and commits how far it took
-them with the outcome (audimeter.inbox).
+Icecast's URL authentication, whose receiver (a process of its own) records every notice in the
+inbox file before it answers; the loop turns inbox rows into observations and commits how far it
+took them with the outcome (audimeter.inbox).
 
 Each source polls on its own schedule, so a slow server never delays another. Their observations
 pass one at a time through a single pipeline step that runs the sessionizer and commits what
@@ -53,7 +53,8 @@ from audimeter.sources.factory import make_poller
 from audimeter.sources.logfollower import LogFollower
 from audimeter.store import SourceStatus, Stamped, Store
 from audimeter.telemetry import Telemetry
-from audimeter.webhook import WebhookReceiver, decode
+from audimeter.webhook import decode
+from audimeter.webhookprocess import ReceiverProcess
 
 log = logging.getLogger(__name__)
 
@@ -354,19 +355,17 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
         upkeep = Upkeep(store, limits, config.history.keep_days)
 
         wake = asyncio.Event()
-        receiver: WebhookReceiver | None = None
+        receiver: ReceiverProcess | None = None
         if config.webhook is not None:
-            # The inbox has a file of its own, and the receiver a connection of its own to it,
-            # used from its thread only: see inbox.py and webhook.py.
+            # The inbox has a file of its own, and the receiver a process of its own with its
+            # own connection to it: see inbox.py and webhookprocess.py.
             inbox = Inbox.open(inbox_path(config.state.path))
             exit_stack.callback(inbox.close)
-            receiver_inbox = Inbox.open(inbox.path)
-            exit_stack.callback(receiver_inbox.close)
             loop = asyncio.get_running_loop()
-            receiver = WebhookReceiver(
+            receiver = ReceiverProcess(
                 config.webhook,
                 [s.name for s in config.sources if s.kind == "icecast"],
-                receiver_inbox.append,
+                inbox.path,
                 lambda: loop.call_soon_threadsafe(wake.set),
             )
             receiver.start()  # first: a taken port stops the start, before any banner
@@ -430,6 +429,7 @@ async def _run(config: Config, store: Store, stop: asyncio.Event, out: TextIO) -
                 # Notices first: Icecast asks the receiver before it admits a listener, so a
                 # listing that shows the listener comes after its notice (and its query string).
                 if receiver is not None:
+                    receiver.check()
                     drain_inbox(store, inbox, pipeline)
                 if getting.done():
                     pipeline.feed([getting.result()])

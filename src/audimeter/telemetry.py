@@ -30,7 +30,7 @@ from audimeter.outputs.jsonl import JsonLinesOutput
 from audimeter.sources import ERROR_KINDS, SourceError
 from audimeter.sources.logfollower import LogFollower
 from audimeter.store import Store
-from audimeter.webhook import WebhookReceiver
+from audimeter.webhookprocess import ReceiverProcess
 
 SESSION_BUCKETS = (10, 30, 60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400)
 """Seconds: the report's duration buckets (1, 5, 10, 30 minutes, 1 and 2 hours) and some more."""
@@ -114,7 +114,7 @@ class Telemetry:
         self.watches = {
             s.name: SourceWatch(s.name, s.outage_grace, started) for s in config.sources
         }
-        self.receiver: WebhookReceiver | None = None
+        self.receiver: ReceiverProcess | None = None
         self.followers: list[LogFollower] = []
         self.loop_beat: float | None = None
         self.listening = ListeningClock(counts)
@@ -338,14 +338,14 @@ class _Collector(Collector):
             "Icecast URL-authentication requests, by outcome",
             labels=["outcome"],
         )
-        receiver = t.receiver
-        if receiver is not None:
-            ignored = receiver.received - receiver.recorded - receiver.failed
+        if t.receiver is not None:
+            counts = t.receiver.counts  # one snapshot: "ignored" is a difference of three
+            ignored = counts.received - counts.recorded - counts.failed
             for outcome, count in (
-                ("recorded", receiver.recorded),
+                ("recorded", counts.recorded),
                 ("ignored", ignored),
-                ("failed", receiver.failed),
-                ("refused", receiver.refused),
+                ("failed", counts.failed),
+                ("refused", counts.refused),
             ):
                 notices.add_metric([outcome], count)
         yield notices

@@ -21,13 +21,16 @@ ignored. So the receiver is on the listener's path, and its rules follow from th
   the daemon, which turns inbox rows into observations and commits how far it took them in the
   same transaction as the outcome (audimeter.inbox). An event acknowledged to Icecast is
   therefore never lost by a crash of audimeter, and no network I/O happens in the handler.
-* The receiver answers from a thread and event loop of its own, writing through a connection of
-  its own to the inbox file, which no long transaction holds (the daemon's commits and an
-  import's are in the state file), so no answer is queued behind the daemon's work. What an
-  answer still waits for: its own insert and the disk; and the interpreter lock, which the
-  daemon's Python code gives up only every few milliseconds, and C code (a regular expression
-  over a 100,000-listener listing) only when done (benchmarks/bench_webhook.py measures all of
-  it).
+* `record` runs on a writer thread, and is given every event that arrived while the previous
+  call was on the disk, in one commit: a flush to disk takes 1-10 ms, and 100-300 ms while the
+  daemon or an import writes much, and one after another each would wait for all before it.
+  The event loop meanwhile reads and answers the other requests.
+* `audimeter run` runs the receiver in a process of its own (audimeter.webhookprocess), on a
+  thread and event loop of its own there, writing through a connection of its own to the inbox
+  file, which no long transaction holds (the daemon's commits and an import's are in the state
+  file). So no answer is queued behind the daemon's work, nor behind its interpreter lock: what
+  an answer waits for is its own insert, the disk and a CPU (benchmarks/bench_webhook.py
+  measures it while the daemon polls 100,000 listeners and an import runs).
 * Requests without the configured HTTP Basic credentials get 401 and no accept header. Icecast
   sends credentials only when the mount has the `username` and `password` options; without them
   it forwards the *listener's* credentials, which audimeter refuses.
@@ -58,6 +61,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -72,9 +76,9 @@ log = logging.getLogger(__name__)
 
 WebhookObservation = ListenerJoined | ListenerLeft
 
-Recorder = Callable[[str], object]
-"""Records one inbox payload (`encode`) durably: returns once it is on disk, raises if it cannot.
-Called from the receiver's own thread."""
+Recorder = Callable[..., object]
+"""Records inbox payloads (`encode`, each an argument) durably, in their order and all or none:
+returns once they are on disk, raises if it cannot. Called from the receiver's writer thread."""
 
 ROUTE: Final = "/icecast/{source}"
 ACCEPT_HEADERS: Final = {"icecast-auth-user": "1", "x-icecast-auth-result": "ok"}
@@ -271,10 +275,10 @@ def _is_loopback(host: str) -> bool:
 class WebhookReceiver:
     """An HTTP server for Icecast's URL authentication: `POST /icecast/{source}`.
 
-    `start` runs it in a thread with an event loop of its own, `stop` ends both. `record` and
-    `notify` are called from that thread: `notify` must hand over to the daemon's loop
-    thread-safely (`loop.call_soon_threadsafe`), and `record` must use a database connection
-    that no other thread uses while the receiver runs.
+    `start` runs it in a thread with an event loop of its own and a writer thread, `stop` ends
+    them. `notify` is called from the loop's thread: it must hand over to the daemon's loop
+    thread-safely (`loop.call_soon_threadsafe`). `record` is called from the writer thread, one
+    call at a time, and must use a database connection that no other thread uses meanwhile.
     """
 
     def __init__(
@@ -296,6 +300,9 @@ class WebhookReceiver:
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
         self.received = 0
         """Authenticated forms for a known source, each answered with the accept headers."""
         self.recorded = 0
@@ -320,10 +327,12 @@ class WebhookReceiver:
         # A daemon thread: a daemon that dies without `stop` is not kept alive by it.
         thread = threading.Thread(target=loop.run_forever, name="audimeter-webhook", daemon=True)
         thread.start()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="audimeter-webhook-writer")
         try:
             asyncio.run_coroutine_threadsafe(self._listen(), loop).result()
         except BaseException:
             _end_loop(loop, thread)
+            self._writer.shutdown()
             raise
         self._loop, self._thread = loop, thread
 
@@ -337,6 +346,8 @@ class WebhookReceiver:
             asyncio.run_coroutine_threadsafe(self._close(), loop).result()
         finally:
             _end_loop(loop, thread)
+            if self._writer is not None:
+                self._writer.shutdown()
 
     async def _listen(self) -> None:
         # aiohttp only when a receiver starts: it is most of `audimeter run`'s import time.
@@ -409,10 +420,10 @@ class WebhookReceiver:
             self.refused += 1
             return web.Response(status=403, text="audimeter does not authenticate sources\n")
         self.received += 1
-        self._record(source, fields)
+        await self._record(source, fields)
         return web.Response(text="ok\n", headers=ACCEPT_HEADERS)
 
-    def _record(self, source: str, fields: Mapping[str, str]) -> None:
+    async def _record(self, source: str, fields: Mapping[str, str]) -> None:
         """Record the form's event in the inbox; failures are logged, never raised."""
         action = fields.get("action", "")
         try:
@@ -427,7 +438,7 @@ class WebhookReceiver:
             log.debug("webhook %s: %r acknowledged", source, action)
             return
         try:
-            self._record_payload(encode(observation))
+            await self._commit(encode(observation))
         except Exception as exc:
             self.failed += 1
             log.error(
@@ -444,3 +455,27 @@ class WebhookReceiver:
             self._notify()
         except Exception:
             log.exception("webhook %s: waking the daemon failed", source)
+
+    async def _commit(self, payload: str) -> None:
+        """Return once `payload` is on disk, with those that came while others were written."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((payload, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            payloads = [payload for payload, _ in batch]
+            try:
+                await loop.run_in_executor(self._writer, self._record_payload, *payloads)
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():  # not given up with its request
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.audimeter import AudimeterProcess, wait_for
@@ -90,6 +91,11 @@ def value(port: int, name: str, **labels: str) -> float:
     )
 
 
+def post_form(url: str, form: bytes, password: str) -> int:
+    """Icecast's URL-authentication POST, as user `icecast`; the HTTP status."""
+    return httpx.post(url, content=form, auth=("icecast", password), timeout=5).status_code
+
+
 def dashboard_expressions() -> list[str]:
     found: list[str] = []
 
@@ -151,6 +157,19 @@ def test_every_metric_the_dashboard_queries_is_served(
             15,
             "one session ended",
         )
+        # The receiver's counts come from its own process.
+        match = re.search(r'\[webhook\]\nlisten = "127.0.0.1:(\d+)"', metrics_config.read_text())
+        assert match
+        hook = f"http://127.0.0.1:{match[1]}/icecast/main"
+        join = b"action=listener_add&client=900&mount=%2flive&ip=192%2e0%2e2%2e9&agent=x"
+        for password, status in (("hook", 200), ("wrong", 401)):
+            assert post_form(hook, join, password) == status
+        for outcome in ("recorded", "refused"):
+            wait_for(
+                lambda: value(port, "audimeter_webhook_requests_total", outcome=outcome) == 1,  # noqa: B023
+                5,
+                f"one {outcome} URL-authentication request",
+            )
         samples = scrape(port)
     assert samples["audimeter_sessions_started_total"] == {
         (("mount", MOUNT), ("source", "main")): 2.0

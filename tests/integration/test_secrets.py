@@ -5,10 +5,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.audimeter import AudimeterProcess
+from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.matomo import RecordingMatomo
 from tests.support.shoutcast import Dnas1Emulator, Dnas2Emulator
 
@@ -74,7 +73,7 @@ def test_no_command_shows_a_secret(tmp_path: Path) -> None:
             run = AudimeterProcess(good, args=("--log-format", fmt, "--log-level", "debug"))
             run.stderr_path = tmp_path / f"run-{fmt}.stderr"
             with run:
-                time.sleep(3)
+                wait_for(lambda: "503" in run.logs(), 30, "Matomo's refusal in the log")  # noqa: B023
                 run.stop(signal.SIGTERM)
             outputs[f"run --log-format {fmt}"] = run.logs() + run.output()
         outputs["import --dry-run"] = audimeter(

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import io
 import logging
+import os
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +30,7 @@ from audimeter.inbox import Inbox, inbox_path
 from audimeter.observations import ListenerJoined, ListenerLeft
 from audimeter.runner import run
 from audimeter.webhook import WebhookError, WebhookReceiver, decode, decode_form
+from audimeter.webhookprocess import ReceiverCounts, ReceiverProcess
 from tests.support.fixtures import ICECAST_25, url_auth_requests
 from tests.support.icecast import IcecastServer, Listener, SourceClient, free_port, listclients
 
@@ -81,6 +88,13 @@ class Hook:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.receiver.port}/icecast/{SOURCE}"
+
+
+class Recording:
+    """Stands in for the inbox file: its `append` is `record`."""
+
+    def __init__(self, record: Callable[..., None]) -> None:
+        self.append = record
 
 
 class Notified:
@@ -291,6 +305,50 @@ def test_answers_are_fast(
     assert median < 10
     assert slowest < 50
     assert len(reader.after(0, 1000)) == 101
+
+
+def test_forms_that_come_during_a_slow_write_share_the_next_commit(
+    make_receiver: Callable[..., Hook], store: Inbox, reader: Inbox, notified: Notified
+) -> None:
+    """A flush to disk that takes long (the disk busy with the daemon's commits) holds the
+    requests that came meanwhile for one more commit, not one each; the answers wait for it."""
+    slow = threading.Event()
+    calls: list[tuple[str, ...]] = []
+
+    def record(*payloads: str) -> None:
+        calls.append(payloads)
+        if len(calls) == 1:
+            assert slow.wait(5)
+        store.append(*payloads)
+
+    receiver = make_receiver(target=Recording(record))
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    forms = [ADD_FORM.replace("client=31", f"client={n}") for n in range(1, 7)]
+    answers: list[float] = []
+
+    def post(form: str) -> None:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            assert_accepted(client.post(receiver.url, content=form, headers=headers))
+        answers.append(time.monotonic())
+
+    posts = [threading.Thread(target=post, args=(forms[0],))]
+    posts[0].start()
+    wait_until(lambda: len(calls) == 1)
+    posts += [threading.Thread(target=post, args=(form,)) for form in forms[1:]]
+    for thread in posts[1:]:
+        thread.start()
+    wait_until(lambda: receiver.receiver.received == len(forms))
+    time.sleep(0.2)
+    assert not answers  # none answered before its notice is on disk
+    released = time.monotonic()
+    slow.set()
+    for thread in posts:
+        thread.join(10)
+    assert len(answers) == len(forms)
+    assert min(answers) >= released
+    assert [len(call) for call in calls] == [1, len(forms) - 1]
+    assert sorted(o.client_id for o in inbox(reader)) == [str(n) for n in range(1, 7)]
+    assert receiver.receiver.recorded == notified.count == len(forms)
 
 
 def test_a_store_that_cannot_be_written_still_lets_listeners_in(
@@ -587,3 +645,136 @@ def test_icecast_refuses_new_listeners_while_the_receiver_is_down(
         ("ListenerJoined", "127.0.0.26"),
         ("ListenerLeft", "127.0.0.26"),
     ]
+
+
+# -- in a process of its own, as `audimeter run` runs it ------------------------------------------
+
+
+WOKEN = threading.Semaphore(0)
+
+
+@pytest.fixture
+def process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[ReceiverProcess]:
+    """The receiver's process; it releases `WOKEN` for each wake of the daemon."""
+    caplog.set_level(logging.DEBUG)  # before the start: the child takes the level then
+    while WOKEN.acquire(blocking=False):
+        pass
+    Inbox.open(inbox_path(tmp_path / "state.db")).close()  # the daemon makes the file first
+    receiver = ReceiverProcess(
+        webhook_config(), [SOURCE], inbox_path(tmp_path / "state.db"), WOKEN.release
+    )
+    receiver.start()
+    # The child's log lines of its start are the daemon's before `start` returns (the banner).
+    assert "receiving Icecast URL authentication" in caplog.text
+    yield receiver
+    receiver.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+
+
+def test_the_process_records_counts_wakes_and_logs_in_the_daemon(
+    process: ReceiverProcess,
+    tmp_path: Path,
+    client: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"http://127.0.0.1:{process.port}/icecast/{SOURCE}"
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    assert_accepted(client.post(url, content=ADD_FORM, headers=headers))
+    reader = Inbox.open(inbox_path(tmp_path / "state.db"))
+    (notice,) = [decode(payload) for _, payload in reader.after(0, 10)]
+    reader.close()
+    assert notice == dataclasses.replace(ADD_OBSERVATION, at=notice.at)  # the child's clock
+    assert WOKEN.acquire(timeout=5)
+    assert process.counts == ReceiverCounts(received=1, recorded=1)
+    malformed = "action=listener_remove&client=31&mount=%2flive%2emp3&user=u&pass=listener-pw"
+    assert_accepted(client.post(url, content=malformed, headers=headers))
+    assert_refused(client.post(url, content=ADD_FORM, headers=FORM_HEADERS), 401)
+    wait_until(lambda: process.counts == ReceiverCounts(2, 1, 1, 1))  # no wake: within 1 s
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.name, "without duration" in r.getMessage()) for r in errors] == [
+        ("audimeter.webhook", True)
+    ]
+    assert "listener-pw" not in caplog.text
+    assert PASSWORD not in caplog.text
+
+
+def test_the_process_outlives_signals_and_ends_with_stop(
+    process: ReceiverProcess, client: httpx.Client
+) -> None:
+    """Ctrl-C and systemd's SIGTERM reach every process of the group; the daemon stops the
+    receiver itself, after its own loop."""
+    pid, port = process.pid, process.port
+    assert pid is not None
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        os.kill(pid, signum)
+    url = f"http://127.0.0.1:{port}/icecast/{SOURCE}"
+    headers = {**FORM_HEADERS, "Authorization": GOOD_AUTH}
+    assert_accepted(client.post(url, content=ADD_FORM, headers=headers))
+    process.stop()
+    process.check()  # a stop is no failure
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_process_that_dies_is_a_failure_of_the_daemon(process: ReceiverProcess) -> None:
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    assert WOKEN.acquire(timeout=5)
+    with pytest.raises(WebhookError, match="receiver's process ended unexpectedly"):
+        process.check()
+
+
+def test_the_process_ends_with_the_daemon(tmp_path: Path) -> None:
+    """A daemon killed (SIGKILL, a crash) leaves no receiver behind to hold its port."""
+    port = free_port()
+    script = (
+        "import sys, pathlib, pydantic\n"
+        "from audimeter.config import WebhookConfig\n"
+        "from audimeter.webhookprocess import ReceiverProcess\n"
+        f"config = WebhookConfig(listen='127.0.0.1:{port}', password=pydantic.SecretStr('x'))\n"
+        f"receiver = ReceiverProcess(config, ['main'], pathlib.Path({str(tmp_path / 'i')!r}),"
+        " lambda: None)\n"
+        "receiver.start()\n"
+        "print(receiver.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert daemon.stdout is not None
+    child = int(daemon.stdout.readline())
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) == 0
+    daemon.kill()
+    daemon.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, os.WNOHANG)  # not ours: reaped by init
+        return False
+
+    wait_until(gone)
+
+
+def test_a_busy_port_stops_the_process_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
+        receiver = ReceiverProcess(config, [SOURCE], inbox_path(tmp_path / "s"), lambda: None)
+        with pytest.raises(WebhookError, match=f"cannot listen on 127.0.0.1:{port}: another"):
+            receiver.start()
+    assert receiver.pid is None
