@@ -61,7 +61,7 @@ from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.slots import SlotPool
-from audimeter.sources.accesslog import Skip, listener_scanner_for, span_for
+from audimeter.sources.accesslog import Skip, listener_scanner_for, spans_for, stamp_end
 from audimeter.store import MATOMO, Store, StoreError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -116,13 +116,14 @@ def open_log(path: Path) -> Iterator[tuple[io.BufferedIOBase, io.BufferedIOBase]
             yield raw, raw
 
 
-def read_lines(
+def read_texts(
     path: Path,
     advance: Callable[[int], object] | None = None,
     *,
     digest: hashlib._Hash | None = None,
 ) -> Iterator[str]:
-    """The lines of a log (without line ends), decoded as UTF-8 with bad bytes replaced.
+    """The content of a log in pieces of whole lines (each ends with a line feed, the last
+    line gets one), decoded as UTF-8 with bad bytes replaced.
 
     `advance` is told how many bytes of the file (as stored, compressed or not) were read;
     `digest` is fed the decompressed content: its SHA-256 is the file's key, the same for a
@@ -143,15 +144,30 @@ def read_lines(
                 tail += chunk
                 continue
             # Decoded a chunk at a time: a line end never falls inside a UTF-8 sequence.
-            text = (tail + chunk[:cut]).decode("utf-8", "replace")
+            yield (tail + chunk[:cut]).decode("utf-8", "replace")
             tail = chunk[cut:]
-            lines = text.split("\n")
-            lines.pop()
-            if "\r" in text:
-                lines = [line.rstrip("\r") for line in lines]
-            yield from lines
         if tail:
-            yield tail.rstrip(b"\r\n").decode("utf-8", "replace")
+            yield tail.decode("utf-8", "replace") + "\n"
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a piece of `read_texts`, without their line ends."""
+    lines = text.split("\n")
+    lines.pop()
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
+    return lines
+
+
+def read_lines(
+    path: Path,
+    advance: Callable[[int], object] | None = None,
+    *,
+    digest: hashlib._Hash | None = None,
+) -> Iterator[str]:
+    """The lines of a log (without line ends), as `read_texts` reads them."""
+    for text in read_texts(path, advance, digest=digest):
+        yield from text_lines(text)
 
 
 # -- lines to sessions to events ------------------------------------------------------------------
@@ -297,33 +313,51 @@ class Survey:
     first, so that the next one is at the end."""
 
 
-def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
-    """The `Survey` of a log's lines; `counts` gets their number."""
-    span = span_for(setup.source.kind)
+def survey(texts: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
+    """The `Survey` of a log's text, in pieces of whole lines as `read_texts` gives them;
+    `counts` gets the number of lines."""
+    spans = spans_for(setup.source.kind)
+    long = LONG
     floors: list[int] = []
     ahead: dict[Identity, list[tuple[int, int]]] = {}
     scratch = Counts()
     block, earliest, number = 0, _NEVER, 0
-    for number, line in enumerate(lines, 1):
-        if number // BLOCK != block:
-            floors.append(earliest)
-            floors.extend([_NEVER] * (number // BLOCK - block - 1))
-            block, earliest = number // BLOCK, _NEVER
-        found = span(line)
-        if found is not None and found[1] <= LONG:
-            # Whether the line is a listener's that counts does not matter here: another
-            # line's start only makes the floor lower, which holds sessions a little longer.
-            end, seconds = found
-            if end - seconds < earliest:
-                earliest = end - seconds
-            continue
-        for start, end, _line, _mount, ip, user_agent, _referrer in setup.listens(
-            (line,), scratch, first=number
-        ):
-            if end - start > LONG:
-                ahead.setdefault((ip, user_agent), []).append((number, start))
-            elif start < earliest:
-                earliest = start
+    for text in texts:
+        lines = None if spans else text_lines(text)
+        rows = spans(text) if spans else None
+        base, count = number, text.count("\n")
+        while number < base + count:
+            if (number + 1) // BLOCK != block:
+                floors.append(earliest)
+                floors.extend([_NEVER] * ((number + 1) // BLOCK - block - 1))
+                block, earliest = (number + 1) // BLOCK, _NEVER
+            # The lines of this piece in this block (line n is in block n // BLOCK).
+            first, stop = number - base, min(count, (block + 1) * BLOCK - 1 - base)
+            slow: Iterable[int] = range(first, stop)
+            if rows is not None:
+                slow = []
+                for index, (stamp, seconds) in enumerate(rows[first:stop], first):
+                    if seconds:
+                        end = stamp_end(stamp)
+                        if end is not None and int(seconds) <= long:
+                            # Whether the line is a listener's that counts does not matter
+                            # here: another line's start only makes the floor lower, which
+                            # holds sessions a little longer.
+                            if end - int(seconds) < earliest:
+                                earliest = end - int(seconds)
+                            continue
+                    slow.append(index)
+            for index in slow:
+                if lines is None:
+                    lines = text_lines(text)
+                for start, end, _line, _mount, ip, user_agent, _referrer in setup.listens(
+                    (lines[index],), scratch, first=base + index + 1
+                ):
+                    if end - start > long:
+                        ahead.setdefault((ip, user_agent), []).append((base + index + 1, start))
+                    elif start < earliest:
+                        earliest = start
+            number = base + stop
     floors.append(earliest)
     counts.lines += number
     earliest = _NEVER
@@ -333,6 +367,11 @@ def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
         earliest = _NEVER
         ahead[identity] = [(line, earliest := min(earliest, s)) for line, s in reversed(longs)]
     return Survey(floors, ahead)
+
+
+def lines_text(lines: Iterable[str]) -> str:
+    """Lines (without line ends) as a piece of `read_texts`."""
+    return "".join(line + "\n" for line in lines)
 
 
 _Keyed = tuple[int, int, int, Event]
@@ -566,7 +605,7 @@ def plan_lines(
 ) -> Iterator[Event]:
     """The events of a log's lines: pure, no I/O."""
     setup = PlanSetup.from_config(config, source)
-    found = survey(lines, setup, Counts())
+    found = survey((lines_text(lines),), setup, Counts())
     return setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
 
 
@@ -621,43 +660,58 @@ def _iso(timestamp: int) -> str:
 class DryRun:
     """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
     the request it would become. What a session's events share (visitor id, mount, address) is
-    worked out once per session, and the time once per second (sessions end near each other)."""
+    worked out once per session, a visitor id once per listener and slot (listeners come back),
+    and the time once per second (sessions end near each other)."""
 
     def __init__(self, salt: str | SaltSource) -> None:
         self._salt = salt
         self._tails: dict[int, str] = {}
         """By the id of a session, alive while its end is still to come."""
+        self._visitors: dict[tuple[str, str, int], str] = {}
+        """Visitor ids by (address, player, slot), with a fixed salt."""
         self._minutes: dict[int, str] = {}
         self._seconds: dict[int, str] = {}
 
     def __call__(self, event: Event) -> str:
         session = event.session
-        cls = type(event)
-        tails = self._tails
+        cls = event.__class__
         if cls is SessionStarted:
-            tail = tails[id(session)] = (
-                f" {visitor_id(self._salt, session)} {session.mount} {session.ip}\n"
+            self._tails[id(session)] = tail = (
+                f" {self._visitor(session)} {session.mount} {session.ip}\n"
             )
-            return self._time(session.started_at) + " pageview" + tail
+            at = session.started_at
+            return (self._seconds.get(at) or self._time(at)) + " pageview" + tail
         at = event.at - 1
         if at < session.started_at:
             at = session.started_at
         if cls is SessionKeptAlive:
-            return self._time(at) + " keep-alive" + tails[id(session)]
-        return self._time(at) + " end" + tails.pop(id(session))
+            return (
+                (self._seconds.get(at) or self._time(at)) + " keep-alive" + self._tails[id(session)]
+            )
+        return (self._seconds.get(at) or self._time(at)) + " end" + self._tails.pop(id(session))
+
+    def _visitor(self, session: Session) -> str:
+        salt = self._salt
+        if not isinstance(salt, str):
+            return visitor_id(salt, session)
+        key = (session.ip, session.user_agent, session.slot)
+        found = self._visitors.get(key)
+        if found is None:
+            if len(self._visitors) >= 200_000:
+                self._visitors.clear()
+            found = self._visitors[key] = visitor_id(salt, session)
+        return found
 
     def _time(self, timestamp: int) -> str:
-        text = self._seconds.get(timestamp)
-        if text is None:
-            minute, second = divmod(timestamp, 60)
-            prefix = self._minutes.get(minute)
-            if prefix is None:
-                if len(self._minutes) > 100_000:
-                    self._minutes.clear()
-                prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
-            if len(self._seconds) > 100_000:
-                self._seconds.clear()
-            text = self._seconds[timestamp] = f"{prefix}{second:02d}Z"
+        minute, second = divmod(timestamp, 60)
+        prefix = self._minutes.get(minute)
+        if prefix is None:
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
+        if len(self._seconds) > 100_000:
+            self._seconds.clear()
+        text = self._seconds[timestamp] = f"{prefix}{second:02d}Z"
         return text
 
 
@@ -774,8 +828,8 @@ class _Run:
         try:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
                 # First pass: the file's key, its lines, and what the plan needs to stream.
-                lines = self._read(path, progress, f"surveying {path.name}", digest)
-                found = survey(lines, setup, read)
+                texts = self._read(path, progress, f"surveying {path.name}", digest)
+                found = survey(texts, setup, read)
         except (OSError, EOFError, zlib.error) as exc:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
@@ -790,7 +844,10 @@ class _Run:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
                 # The lines the survey saw, should the file have grown since.
                 lines = itertools.islice(
-                    self._read(path, progress, f"reading {path.name}"), read.lines
+                    itertools.chain.from_iterable(
+                        map(text_lines, self._read(path, progress, f"reading {path.name}"))
+                    ),
+                    read.lines,
                 )
                 events = setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
                 if self.dry_run:
@@ -828,7 +885,7 @@ class _Run:
         path: Path, progress: Progress, what: str, digest: hashlib._Hash | None = None
     ) -> Iterator[str]:
         task = progress.add_task(what, total=path.stat().st_size)
-        return read_lines(path, lambda n: progress.advance(task, n), digest=digest)
+        return read_texts(path, lambda n: progress.advance(task, n), digest=digest)
 
 
 def _oldest_first(paths: Sequence[Path]) -> list[Path]:

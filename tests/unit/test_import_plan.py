@@ -18,6 +18,7 @@ from audimeter.importer import (
     Listen,
     PlanSetup,
     ReplaySettings,
+    lines_text,
     plan_lines,
     survey,
 )
@@ -166,7 +167,7 @@ def test_sessions_are_sent_while_the_log_is_still_being_read() -> None:
     conf = config()
     lines = [line(f"198.51.100.{n % 200}", AGENTS[n % 2], T0 + 10 * n, 60) for n in range(8640)]
     setup = PlanSetup.from_config(conf, conf.sources[0])
-    found = survey(lines, setup, Counts())
+    found = survey((lines_text(lines),), setup, Counts())
     read = 0
 
     def reading() -> Iterator[str]:
