@@ -76,7 +76,7 @@ def request_time(event: Event) -> int:
 
 def whole_file_plan(lines: Sequence[str], conf: Config) -> list[Event]:
     setup = PlanSetup.from_config(conf, conf.sources[0])
-    listens = list(setup.listens(lines, Counts()))
+    listens = list(setup.listens((lines_text(lines),), Counts()))
     settings = ReplaySettings.from_config(conf)
     events: list[Event] = []
     for listen, slot in zip(listens, whole_file_slots(listens), strict=True):
@@ -174,7 +174,7 @@ def test_sessions_are_sent_while_the_log_is_still_being_read() -> None:
         nonlocal read
         for text in lines:
             read += 1
-            yield text
+            yield text + "\n"
 
     counts = Counts()
     lag = 0
