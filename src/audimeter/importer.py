@@ -489,15 +489,22 @@ class Planner:
         self._settled = 0
 
     def plan(self, listens: Iterable[Listen]) -> Iterator[Event]:
-        block = 0
+        block, size, long = 0, BLOCK, LONG
         floors, ahead, wait = self._floors, self._ahead, self._wait
+        waiting = self._waiting
         for listen in listens:
-            if listen.line // BLOCK != block:
-                block = listen.line // BLOCK
+            start, end, line = listen[0], listen[1], listen[2]
+            if line // size != block:
+                block = line // size
                 yield from self._settle(floors[block])
-            if listen.end - listen.start > LONG:
+            if end - start > long:
                 self._passed((listen.ip, listen.user_agent), ahead)
-            wait(listen)
+            # `_wait`, inline: this runs for every session.
+            same_minute = waiting.get(start >> 6)
+            if same_minute is None:
+                wait(listen)
+            else:
+                same_minute.append(listen)
         yield from self._settle(_NEVER)
 
     def _wait(self, listen: Listen) -> None:
