@@ -247,17 +247,14 @@ def collect_listens(
     other = bad = filtered = 0
     number = first - 1
     for text in texts:
-        lines: list[str] | None = None
-        base = number + 1
-        for number, heard in enumerate(scan(text), base):
+        following = number + 1
+        for number, line in enumerate(text_lines(text), following):
+            heard = scan(line)
             if heard.__class__ is Skip:
                 if heard is Skip.OTHER:
                     other += 1
-                elif heard is Skip.BAD:
-                    if lines is None:
-                        lines = text_lines(text)
-                    if lines[number - base].strip():
-                        bad += 1
+                elif heard is Skip.BAD and line.strip():
+                    bad += 1
                 continue
             ip, end, duration, path, _sent, referrer, agent = heard  # type: ignore[misc]
             mount = fixed_mount or path
@@ -736,7 +733,7 @@ def dry_run_lines(salt: str | SaltSource) -> Callable[[Event], str]:
         key = (session.ip, session.user_agent, session.slot)
         found = visitors.get(key)
         if found is None:
-            if len(visitors) >= 200_000:
+            if len(visitors) >= 100_000:
                 visitors.clear()
             found = visitors[key] = visitor_id(salt, session)
         return found

@@ -122,6 +122,7 @@ class Skip(enum.Enum):
 
 
 LineScanner = Callable[[str], LogEntry | Skip]
+ListenerScanner = Callable[[str], Heard | Skip]
 
 # -- Icecast ------------------------------------------------------------------------------------
 
@@ -249,14 +250,10 @@ def icecast_spans(text: str) -> list[tuple[str, str]]:
 
 
 # The usual listener line (a GET answered 200), its time as one field: a line this reads, with a
-# time that `_STAMP` reads, is one `_ICECAST` reads into the very same fields. Matched against a
-# whole text: a line matches the first branch or else only the second, so there is one match
-# per line (and an empty one after the last line end); a line that is no such line has "" for
-# its address.
-_ICECAST_LISTENERS = re.compile(
-    r'^(?:(\S+) \S+ \S+ \[([^\]\n]{26})\] "GET (\S+)[^"\n]*" 200 ([0-9]{1,18}) "([^"\n]*)" '
-    r'"([^"\n]*)" ([0-9]{1,18})[^\S\n]*$)?[^\n]*$',
-    re.MULTILINE,
+# time that `_STAMP` reads, is one `_ICECAST` reads into the very same fields.
+_ICECAST_LISTENER = re.compile(
+    r'(\S+) \S+ \S+ \[([^\]]{26})\] "GET (\S+)[^"]*" 200 ([0-9]{1,18}) "([^"]*)" "([^"]*)" '
+    r"([0-9]{1,18})\s*"
 )
 _stream_paths: dict[str, bool] = {}
 _new_heard = tuple.__new__
@@ -284,57 +281,40 @@ def text_lines(text: str) -> list[str]:
     return lines
 
 
-def scan_icecast_text(text: str) -> list[Heard | Skip]:
-    """`scan_icecast_listener` of each line of a text of whole lines, at once: importing scans
-    millions of lines, most of them the usual listener line."""
-    rows = _ICECAST_LISTENERS.findall(text)
-    rows.pop()
-    scanned: list[Heard | Skip] = []
-    add = scanned.append
-    lines = None
-    for index, (ip, stamp, path, sent, referrer, agent, stayed) in enumerate(rows):
-        if ip:
-            end = _stamps.get(stamp, -1)
-            if end == -1:
-                end = stamp_end(stamp)
-            if end is not None:
-                if "?" in path:
-                    path = path.partition("?")[0]
-                streams = _stream_paths.get(path)
-                if streams is None:
-                    if len(_stream_paths) > 10_000:  # paths of odd requests: few are mounts
-                        _stream_paths.clear()
-                    streams = _stream_paths[path] = _stream_path(path)
-                duration, sent_bytes = int(stayed), int(sent)
-                if not streams or not (duration or sent_bytes):
-                    add(Skip.OTHER)
-                elif duration > MAX_CONNECTED:
-                    add(Skip.BAD)
-                else:
-                    add(
-                        _new_heard(
-                            Heard,
-                            (
-                                ip,
-                                end,
-                                duration,
-                                path,
-                                sent_bytes,
-                                "" if referrer == "-" else _unescaped(referrer),
-                                "" if agent == "-" else _unescaped(agent),
-                            ),
-                        )
-                    )
-                continue
-        if lines is None:
-            lines = text_lines(text)
-        add(_scan_icecast_slowly(lines[index]))
-    return scanned
-
-
 def scan_icecast_listener(line: str) -> Heard | Skip:
-    """`scan_icecast_line` as a plain tuple."""
-    return scan_icecast_text(line + "\n")[0]
+    """`scan_icecast_line` as a plain tuple: importing builds millions of them."""
+    fast = _ICECAST_LISTENER.fullmatch(line)
+    if fast is not None:
+        ip, stamp, path, sent, referrer, agent, stayed = fast.groups()
+        end = _stamps.get(stamp, -1)
+        if end == -1:
+            end = stamp_end(stamp)
+        if end is not None:
+            if "?" in path:
+                path = path.partition("?")[0]
+            streams = _stream_paths.get(path)
+            if streams is None:
+                if len(_stream_paths) > 10_000:  # paths of odd requests: few are mounts
+                    _stream_paths.clear()
+                streams = _stream_paths[path] = _stream_path(path)
+            duration, sent_bytes = int(stayed), int(sent)
+            if not streams or not (duration or sent_bytes):
+                return Skip.OTHER
+            if duration > MAX_CONNECTED:
+                return Skip.BAD
+            return _new_heard(
+                Heard,
+                (
+                    ip,
+                    end,
+                    duration,
+                    path,
+                    sent_bytes,
+                    "" if referrer == "-" else _unescaped(referrer),
+                    "" if agent == "-" else _unescaped(agent),
+                ),
+            )
+    return _scan_icecast_slowly(line)
 
 
 def _scan_icecast_slowly(line: str) -> Heard | Skip:
@@ -552,20 +532,15 @@ def _scan_shoutcast_listener(line: str) -> Heard | Skip:
     )
 
 
-def _scan_shoutcast_text(text: str) -> list[Heard | Skip]:
-    return [_scan_shoutcast_listener(line) for line in text_lines(text)]
-
-
 def spans_for(kind: str) -> Callable[[str], list[tuple[str, str]]] | None:
     """`icecast_spans` for Icecast logs; W3C lines are only ever parsed whole."""
     return icecast_spans if kind == "icecast" else None
 
 
-def listener_scanner_for(kind: str) -> Callable[[str], list[Heard | Skip]]:
-    """`scanner_for` of each line of a text of whole lines, giving a listener line's fields as
-    a `Heard` tuple."""
+def listener_scanner_for(kind: str) -> ListenerScanner:
+    """`scanner_for`, giving a listener line's fields as a `Heard` tuple."""
     if kind == "icecast":
-        return scan_icecast_text
+        return scan_icecast_listener
     if kind in ("shoutcast1", "shoutcast2"):
-        return _scan_shoutcast_text
+        return _scan_shoutcast_listener
     raise ValueError(f"no access log format for source kind {kind!r}")
