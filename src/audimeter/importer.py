@@ -323,6 +323,8 @@ def survey(texts: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
     floors: list[int] = []
     ahead: dict[Identity, list[tuple[int, int]]] = {}
     scratch = Counts()
+    ends: dict[str, int | None] = {}
+    """The times of the lines of a second, by their time field."""
     block, earliest, number = 0, _NEVER, 0
     for text in texts:
         lines = None if spans else text_lines(text)
@@ -340,13 +342,17 @@ def survey(texts: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
                 slow = []
                 for index, (stamp, seconds) in enumerate(rows[first:stop], first):
                     if seconds:
-                        end = stamp_end(stamp)
-                        if end is not None and int(seconds) <= long:
+                        end = ends.get(stamp, -1)
+                        if end == -1:
+                            if len(ends) > 100_000:
+                                ends.clear()
+                            end = ends[stamp] = stamp_end(stamp)
+                        if end is not None and (start := end - int(seconds)) >= end - long:
                             # Whether the line is a listener's that counts does not matter
                             # here: another line's start only makes the floor lower, which
                             # holds sessions a little longer.
-                            if end - int(seconds) < earliest:
-                                earliest = end - int(seconds)
+                            if start < earliest:
+                                earliest = start
                             continue
                     slow.append(index)
             for index in slow:
