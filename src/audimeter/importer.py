@@ -323,8 +323,7 @@ def survey(texts: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
     floors: list[int] = []
     ahead: dict[Identity, list[tuple[int, int]]] = {}
     scratch = Counts()
-    ends: dict[str, int | None] = {}
-    """The times of the lines of a second, by their time field."""
+    ends: dict[str, int | None] = {}  # the time of the lines of one second, by their field
     block, earliest, number = 0, _NEVER, 0
     for text in texts:
         lines = None if spans else text_lines(text)
