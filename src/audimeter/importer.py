@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import gzip
 import hashlib
 import heapq
 import io
 import itertools
+import operator
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -61,7 +63,13 @@ from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
 from audimeter.sessionizer import Admit, replay_session
 from audimeter.slots import SlotPool
-from audimeter.sources.accesslog import Skip, listener_scanner_for, span_for
+from audimeter.sources.accesslog import (
+    Skip,
+    listener_scanner_for,
+    spans_for,
+    stamp_end,
+    text_lines,
+)
 from audimeter.store import MATOMO, Store, StoreError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -116,13 +124,14 @@ def open_log(path: Path) -> Iterator[tuple[io.BufferedIOBase, io.BufferedIOBase]
             yield raw, raw
 
 
-def read_lines(
+def read_texts(
     path: Path,
     advance: Callable[[int], object] | None = None,
     *,
     digest: hashlib._Hash | None = None,
 ) -> Iterator[str]:
-    """The lines of a log (without line ends), decoded as UTF-8 with bad bytes replaced.
+    """The content of a log in pieces of whole lines (each ends with a line feed, the last
+    line gets one), decoded as UTF-8 with bad bytes replaced.
 
     `advance` is told how many bytes of the file (as stored, compressed or not) were read;
     `digest` is fed the decompressed content: its SHA-256 is the file's key, the same for a
@@ -143,15 +152,10 @@ def read_lines(
                 tail += chunk
                 continue
             # Decoded a chunk at a time: a line end never falls inside a UTF-8 sequence.
-            text = (tail + chunk[:cut]).decode("utf-8", "replace")
+            yield (tail + chunk[:cut]).decode("utf-8", "replace")
             tail = chunk[cut:]
-            lines = text.split("\n")
-            lines.pop()
-            if "\r" in text:
-                lines = [line.rstrip("\r") for line in lines]
-            yield from lines
         if tail:
-            yield tail.rstrip(b"\r\n").decode("utf-8", "replace")
+            yield tail.decode("utf-8", "replace") + "\n"
 
 
 # -- lines to sessions to events ------------------------------------------------------------------
@@ -228,11 +232,11 @@ Admitted = Callable[[str, str, str, str], tuple[str, str, str] | None]
 
 
 def collect_listens(
-    lines: Iterable[str], source: SourceConfig, policy: Admitted, counts: Counts, first: int = 1
+    texts: Iterable[str], source: SourceConfig, policy: Admitted, counts: Counts, first: int = 1
 ) -> Iterator[Listen]:
-    """The listener lines of a log that pass the source's mount patterns and the policy
-    (`memoized`), as they come; `counts` is complete once they are all read. `first`: the
-    number of the first line."""
+    """The listener lines of a log's text, in pieces of whole lines as `read_texts` gives them,
+    that pass the source's mount patterns and the policy (`memoized`), as they come; `counts`
+    is complete once they are all read. `first`: the number of the first line."""
     scan = listener_scanner_for(source.kind)
     # DNAS 1 serves one stream, which the live poller calls "/"; W3C lines all say /stream.
     fixed_mount = "/" if source.kind == "shoutcast1" else None
@@ -242,30 +246,44 @@ def collect_listens(
     new = tuple.__new__  # as Listen(...) does, without its Python-level __new__
     other = bad = filtered = 0
     number = first - 1
-    for number, line in enumerate(lines, first):
-        heard = scan(line)
-        if heard.__class__ is Skip:
-            if heard is Skip.OTHER:
-                other += 1
-            elif heard is Skip.BAD and line.strip():
-                bad += 1
-            continue
-        ip, end, duration, path, _sent, referrer, agent = heard  # type: ignore[misc]
-        mount = fixed_mount or path
-        wanted = mounts.get(mount)
-        if wanted is None:
-            if len(mounts) > 10_000:  # paths of a log's odd requests: only a few are mounts
-                mounts.clear()
-            wanted = mounts[mount] = wants(mount)
-        admitted = policy(name, ip, agent, referrer) if wanted else None
-        if admitted is None:
-            filtered += 1
-            continue
-        yield new(Listen, (end - duration, end, number, mount, *admitted))
+    for text in texts:
+        following = number + 1
+        for number, line in enumerate(text_lines(text), following):
+            heard = scan(line)
+            if heard.__class__ is Skip:
+                if heard is Skip.OTHER:
+                    other += 1
+                elif heard is Skip.BAD and line.strip():
+                    bad += 1
+                continue
+            ip, end, duration, path, _sent, referrer, agent = heard  # type: ignore[misc]
+            mount = fixed_mount or path
+            wanted = mounts.get(mount)
+            if wanted is None:
+                if len(mounts) > 10_000:  # paths of a log's odd requests: only a few are mounts
+                    mounts.clear()
+                wanted = mounts[mount] = wants(mount)
+            admitted = policy(name, ip, agent, referrer) if wanted else None
+            if admitted is None:
+                filtered += 1
+                continue
+            yield new(Listen, (end - duration, end, number, mount, *admitted))
     counts.lines += number - first + 1
     counts.other += other
     counts.bad += bad
     counts.filtered += filtered
+
+
+def first_lines(texts: Iterable[str], count: int) -> Iterator[str]:
+    """The pieces of `read_texts` up to the first `count` lines."""
+    for text in texts:
+        if count <= 0:
+            return
+        lines = text.count("\n")
+        if lines > count:
+            text = text[: len(text) - len(text.split("\n", count)[-1])]
+        count -= lines
+        yield text
 
 
 LONG = 3 * 3600
@@ -297,33 +315,56 @@ class Survey:
     first, so that the next one is at the end."""
 
 
-def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
-    """The `Survey` of a log's lines; `counts` gets their number."""
-    span = span_for(setup.source.kind)
+def survey(texts: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
+    """The `Survey` of a log's text, in pieces of whole lines as `read_texts` gives them;
+    `counts` gets the number of lines."""
+    spans = spans_for(setup.source.kind)
+    long = LONG
     floors: list[int] = []
     ahead: dict[Identity, list[tuple[int, int]]] = {}
     scratch = Counts()
+    ends: dict[str, int | None] = {}  # the time of the lines of one second, by their field
     block, earliest, number = 0, _NEVER, 0
-    for number, line in enumerate(lines, 1):
-        if number // BLOCK != block:
-            floors.append(earliest)
-            floors.extend([_NEVER] * (number // BLOCK - block - 1))
-            block, earliest = number // BLOCK, _NEVER
-        found = span(line)
-        if found is not None and found[1] <= LONG:
-            # Whether the line is a listener's that counts does not matter here: another
-            # line's start only makes the floor lower, which holds sessions a little longer.
-            end, seconds = found
-            if end - seconds < earliest:
-                earliest = end - seconds
-            continue
-        for start, end, _line, _mount, ip, user_agent, _referrer in setup.listens(
-            (line,), scratch, first=number
-        ):
-            if end - start > LONG:
-                ahead.setdefault((ip, user_agent), []).append((number, start))
-            elif start < earliest:
-                earliest = start
+    for text in texts:
+        lines = None if spans else text_lines(text)
+        rows = spans(text) if spans else None
+        base, count = number, text.count("\n")
+        while number < base + count:
+            if (number + 1) // BLOCK != block:
+                floors.append(earliest)
+                floors.extend([_NEVER] * ((number + 1) // BLOCK - block - 1))
+                block, earliest = (number + 1) // BLOCK, _NEVER
+            # The lines of this piece in this block (line n is in block n // BLOCK).
+            first, stop = number - base, min(count, (block + 1) * BLOCK - 1 - base)
+            slow: Iterable[int] = range(first, stop)
+            if rows is not None:
+                slow = []
+                for index, (stamp, seconds) in enumerate(rows[first:stop], first):
+                    if seconds:
+                        end = ends.get(stamp, -1)
+                        if end == -1:
+                            if len(ends) > 100_000:
+                                ends.clear()
+                            end = ends[stamp] = stamp_end(stamp)
+                        if end is not None and (start := end - int(seconds)) >= end - long:
+                            # Whether the line is a listener's that counts does not matter
+                            # here: another line's start only makes the floor lower, which
+                            # holds sessions a little longer.
+                            if start < earliest:
+                                earliest = start
+                            continue
+                    slow.append(index)
+            for index in slow:
+                if lines is None:
+                    lines = text_lines(text)
+                for start, end, _line, _mount, ip, user_agent, _referrer in setup.listens(
+                    (lines[index] + "\n",), scratch, first=base + index + 1
+                ):
+                    if end - start > long:
+                        ahead.setdefault((ip, user_agent), []).append((base + index + 1, start))
+                    elif start < earliest:
+                        earliest = start
+            number = base + stop
     floors.append(earliest)
     counts.lines += number
     earliest = _NEVER
@@ -335,8 +376,57 @@ def survey(lines: Iterable[str], setup: PlanSetup, counts: Counts) -> Survey:
     return Survey(floors, ahead)
 
 
+def lines_text(lines: Iterable[str]) -> str:
+    """Lines (without line ends) as a piece of `read_texts`."""
+    return "".join(line + "\n" for line in lines)
+
+
+(
+    _set_source,
+    _set_instance,
+    _set_mount,
+    _set_client_id,
+    _set_ip,
+    _set_user_agent,
+    _set_referrer,
+    _set_started_at,
+    _set_slot,
+    _set_query,
+) = (getattr(Session, field.name).__set__ for field in dataclasses.fields(Session))
+
+
+def new_session(
+    source: str,
+    instance: str,
+    mount: str,
+    client_id: str,
+    ip: str,
+    user_agent: str,
+    referrer: str,
+    started_at: int,
+    slot: int,
+) -> Session:
+    """`Session(...)` at half the cost, for the millions of sessions of a log: the frozen
+    dataclass's `__init__` sets each field through `object.__setattr__`, this sets its slots."""
+    session = _new(Session)
+    _set_source(session, source)
+    _set_instance(session, instance)
+    _set_mount(session, mount)
+    _set_client_id(session, client_id)
+    _set_ip(session, ip)
+    _set_user_agent(session, user_agent)
+    _set_referrer(session, referrer)
+    _set_started_at(session, started_at)
+    _set_slot(session, slot)
+    _set_query(session, "")
+    return session
+
+
+_new = object.__new__
+
 _Keyed = tuple[int, int, int, Event]
 """(request time, line, index in its session, event): the order of the whole-file plan."""
+_EVENT = operator.itemgetter(3)
 
 
 class _Slots:
@@ -401,15 +491,22 @@ class Planner:
         self._settled = 0
 
     def plan(self, listens: Iterable[Listen]) -> Iterator[Event]:
-        block = 0
+        block, size, long = 0, BLOCK, LONG
         floors, ahead, wait = self._floors, self._ahead, self._wait
+        waiting = self._waiting
         for listen in listens:
-            if listen.line // BLOCK != block:
-                block = listen.line // BLOCK
+            start, end, line = listen[0], listen[1], listen[2]
+            if line // size != block:
+                block = line // size
                 yield from self._settle(floors[block])
-            if listen.end - listen.start > LONG:
+            if end - start > long:
                 self._passed((listen.ip, listen.user_agent), ahead)
-            wait(listen)
+            # `_wait`, inline: this runs for every session.
+            same_minute = waiting.get(start >> 6)
+            if same_minute is None:
+                wait(listen)
+            else:
+                same_minute.append(listen)
         yield from self._settle(_NEVER)
 
     def _wait(self, listen: Listen) -> None:
@@ -461,8 +558,13 @@ class Planner:
     def _settle(self, floor: int) -> list[Event]:
         """Slot the sessions that start before `floor` (but those a long session still to
         come may precede), and give their events in the whole-file plan's order."""
-        slots, ahead, counts, settings = self._slots, self._ahead, self._counts, self._settings
+        slots, ahead, settings = self._slots, self._ahead, self._settings
+        source, instance, replay = self._source, self._instance, replay_session
+        interval, catchup_gap = settings.keepalive_interval, settings.catchup_gap
+        min_session = settings.min_session
         ready: list[_Keyed] = []
+        add = ready.append
+        sessions = too_short = 0
         for listen in self._due(floor):
             start, end, line, mount, ip, user_agent, referrer = listen
             identity = (ip, user_agent)
@@ -477,38 +579,37 @@ class Planner:
                 if state.__class__ is int:
                     state = slots[identity] = _Slots(state)
                 slot = state.take(start, end)  # type: ignore[union-attr]
-            events = replay_session(
-                Session(
-                    self._source,
-                    self._instance,
-                    mount,
-                    str(line),
-                    ip,
-                    user_agent,
-                    referrer,
-                    start,
-                    slot,
+            events = replay(
+                new_session(
+                    source, instance, mount, str(line), ip, user_agent, referrer, start, slot
                 ),
                 end,
-                keepalive_interval=settings.keepalive_interval,
-                catchup_gap=settings.catchup_gap,
-                min_session=settings.min_session,
+                keepalive_interval=interval,
+                catchup_gap=catchup_gap,
+                min_session=min_session,
             )
             if not events:
-                counts.too_short += 1
+                too_short += 1
                 continue
-            counts.sessions += 1
+            sessions += 1
             # The session's requests go now, all of them: a session of the same visitor
             # settled later starts after this one ended, so none of its requests can come
-            # between. Those of other visitors may; Matomo keeps visitors apart.
-            ready += [
-                (start if index == 0 else max(start, event.at - 1), line, index, event)
-                for index, event in enumerate(events)
-            ]
+            # between. Those of other visitors may; Matomo keeps visitors apart. A request
+            # goes a second before its event's time (the keep-alives come after the start,
+            # the end not before it), but never before the start.
+            last = len(events) - 1
+            add((start, line, 0, events[0]))
+            for index in range(1, last):
+                event = events[index]
+                add((event.at - 1, line, index, event))
+            add((end - 1 if end > start else start, line, last, events[last]))
         self._forget(floor)
         ready.sort()
+        counts = self._counts
+        counts.sessions += sessions
+        counts.too_short += too_short
         counts.requests += len(ready)
-        return [pending[3] for pending in ready]
+        return list(map(_EVENT, ready))
 
     def _forget(self, floor: int) -> None:
         """Now and then, drop the slots of look-alikes whose sessions all ended by `floor`: any
@@ -545,8 +646,8 @@ class PlanSetup:
             ReplaySettings.from_config(config),
         )
 
-    def listens(self, lines: Iterable[str], counts: Counts, first: int = 1) -> Iterator[Listen]:
-        return collect_listens(lines, self.source, self.policy, counts, first)
+    def listens(self, texts: Iterable[str], counts: Counts, first: int = 1) -> Iterator[Listen]:
+        return collect_listens(texts, self.source, self.policy, counts, first)
 
     def events(
         self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
@@ -566,8 +667,9 @@ def plan_lines(
 ) -> Iterator[Event]:
     """The events of a log's lines: pure, no I/O."""
     setup = PlanSetup.from_config(config, source)
-    found = survey(lines, setup, Counts())
-    return setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
+    texts = (lines_text(lines),)
+    found = survey(texts, setup, Counts())
+    return setup.events(found, setup.listens(texts, counts), key=key, counts=counts)
 
 
 @contextmanager
@@ -618,47 +720,56 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class DryRun:
+def dry_run_lines(salt: str | SaltSource) -> Callable[[Event], str]:
     """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
     the request it would become. What a session's events share (visitor id, mount, address) is
-    worked out once per session, and the time once per second (sessions end near each other)."""
+    worked out once per session, a visitor id once per listener and slot (listeners come back),
+    and the time once per second (sessions end near each other)."""
+    tails: dict[int, str] = {}
+    """By the id of a session, alive while its end is still to come."""
+    visitors: dict[tuple[str, str, int], str] = {}
+    """Visitor ids by (address, player, slot), with a fixed salt."""
+    minutes: dict[int, str] = {}
+    seconds: dict[int, str] = {}
 
-    def __init__(self, salt: str | SaltSource) -> None:
-        self._salt = salt
-        self._tails: dict[int, str] = {}
-        """By the id of a session, alive while its end is still to come."""
-        self._minutes: dict[int, str] = {}
-        self._seconds: dict[int, str] = {}
+    def visitor(session: Session) -> str:
+        if not isinstance(salt, str):
+            return visitor_id(salt, session)
+        key = (session.ip, session.user_agent, session.slot)
+        found = visitors.get(key)
+        if found is None:
+            if len(visitors) >= 100_000:
+                visitors.clear()
+            found = visitors[key] = visitor_id(salt, session)
+        return found
 
-    def __call__(self, event: Event) -> str:
+    def time(timestamp: int) -> str:
+        minute, second = divmod(timestamp, 60)
+        prefix = minutes.get(minute)
+        if prefix is None:
+            if len(minutes) > 100_000:
+                minutes.clear()
+            prefix = minutes[minute] = _iso(minute * 60)[:-3]
+        if len(seconds) > 100_000:
+            seconds.clear()
+        text = seconds[timestamp] = f"{prefix}{second:02d}Z"
+        return text
+
+    def line(event: Event) -> str:
         session = event.session
-        cls = type(event)
-        tails = self._tails
+        cls = event.__class__
         if cls is SessionStarted:
-            tail = tails[id(session)] = (
-                f" {visitor_id(self._salt, session)} {session.mount} {session.ip}\n"
-            )
-            return self._time(session.started_at) + " pageview" + tail
+            tails[id(session)] = tail = f" {visitor(session)} {session.mount} {session.ip}\n"
+            at = session.started_at
+            return (seconds.get(at) or time(at)) + " pageview" + tail
         at = event.at - 1
         if at < session.started_at:
             at = session.started_at
         if cls is SessionKeptAlive:
-            return self._time(at) + " keep-alive" + tails[id(session)]
-        return self._time(at) + " end" + tails.pop(id(session))
+            return (seconds.get(at) or time(at)) + " keep-alive" + tails[id(session)]
+        return (seconds.get(at) or time(at)) + " end" + tails.pop(id(session))
 
-    def _time(self, timestamp: int) -> str:
-        text = self._seconds.get(timestamp)
-        if text is None:
-            minute, second = divmod(timestamp, 60)
-            prefix = self._minutes.get(minute)
-            if prefix is None:
-                if len(self._minutes) > 100_000:
-                    self._minutes.clear()
-                prefix = self._minutes[minute] = _iso(minute * 60)[:-3]
-            if len(self._seconds) > 100_000:
-                self._seconds.clear()
-            text = self._seconds[timestamp] = f"{prefix}{second:02d}Z"
-        return text
+    return line
 
 
 # -- delivery -------------------------------------------------------------------------------------
@@ -779,8 +890,8 @@ class _Run:
         try:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
                 # First pass: the file's key, its lines, and what the plan needs to stream.
-                lines = self._read(path, progress, f"surveying {path.name}", digest)
-                found = survey(lines, setup, read)
+                texts = self._read(path, progress, f"surveying {path.name}", digest)
+                found = survey(texts, setup, read)
         except (OSError, EOFError, zlib.error) as exc:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
@@ -794,12 +905,10 @@ class _Run:
         try:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
                 # The lines the survey saw, should the file have grown since.
-                lines = itertools.islice(
-                    self._read(path, progress, f"reading {path.name}"), read.lines
-                )
-                events = setup.events(found, setup.listens(lines, counts), key=key, counts=counts)
+                texts = first_lines(self._read(path, progress, f"reading {path.name}"), read.lines)
+                events = setup.events(found, setup.listens(texts, counts), key=key, counts=counts)
                 if self.dry_run:
-                    line = DryRun(self.salt)
+                    line = dry_run_lines(self.salt)
                     write = self.console.file.write
                     # Written a few thousand lines at a time: one write per line costs more.
                     for text in iter(
@@ -833,7 +942,7 @@ class _Run:
         path: Path, progress: Progress, what: str, digest: hashlib._Hash | None = None
     ) -> Iterator[str]:
         task = progress.add_task(what, total=path.stat().st_size)
-        return read_lines(path, lambda n: progress.advance(task, n), digest=digest)
+        return read_texts(path, lambda n: progress.advance(task, n), digest=digest)
 
 
 def _oldest_first(paths: Sequence[Path]) -> list[Path]:

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,14 +25,15 @@ from audimeter.config import Config, parse_config
 from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
-    DryRun,
     deliver,
+    dry_run_lines,
     plan_lines,
-    read_lines,
+    read_texts,
 )
-from audimeter.matomo.mapping import mapper_for
+from audimeter.matomo.mapping import SaltSource, mapper_for, visitor_id
 from audimeter.matomo.sink import Backoff
 from audimeter.sessionizer import Sessionizer
+from audimeter.sources.accesslog import text_lines
 from audimeter.store import Store
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.fixtures import ICECAST_25, live_observations
@@ -326,7 +327,7 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     log = write_log(tmp_path / "access.log", LISTENERS)
     events = list(
         plan_lines(
-            list(read_lines(log)),
+            read_lines(log),
             config=config,
             source=config.sources[0],
             key="k" * 64,
@@ -339,11 +340,51 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     assert [mapper.query_string(e) for e in events] == [
         "?" + urlencode(mapper.params(e)) for e in events
     ]
-    line = DryRun("salt")
+    line = dry_run_lines("salt")
     printed = [line(e) for e in events]
     assert printed[0].startswith(iso(BASE) + " pageview ")
     assert printed[0].endswith(f" {events[0].session.mount} {events[0].session.ip}\n")
     assert {text.split()[1] for text in printed} == {"pageview", "keep-alive", "end"}
+
+
+@pytest.mark.parametrize("salt", ["salt", lambda at: f"salt of day {at // 86400}"])
+def test_dry_run_lines_are_the_requests_told_one_by_one(salt: str | SaltSource) -> None:
+    """The dry run's remembered visitor ids and times give what each event tells alone."""
+    connections = [  # (end, seconds, address, player): returning, look-alikes, 0 s, days
+        (100, 30, "192.0.2.1", VLC),
+        (160, 100, "192.0.2.1", VLC),
+        (170, 0, "192.0.2.1", VLC),
+        (170, 0, "192.0.2.1", VLC),
+        (4000, 3900, "2001:db8::1", FIREFOX),
+        (86_400 * 2 + 59, 86_400 * 2, "192.0.2.1", VLC),
+        (86_400 * 3, 61, "192.0.2.1", VLC),
+    ]
+    lines = [
+        log_line(ip, BASE + end, "/live.mp3", seconds, agent, sent=4096)
+        for end, seconds, ip, agent in connections
+    ]
+    config = parse_config(
+        {
+            "state": {"path": "/nonexistent/state.db"},
+            "matomo": {"url": "http://matomo.invalid/", "site_id": 1, "token_auth": "x" * 32},
+            "sources": [
+                {"name": "main", "kind": "icecast", "url": "http://radio.invalid", "password": "p"}
+            ],
+        }
+    )
+    events = list(
+        plan_lines(lines, config=config, source=config.sources[0], key="k" * 64, counts=Counts())
+    )
+    kinds = {SessionStarted: "pageview", SessionKeptAlive: "keep-alive", SessionEnded: "end"}
+    line = dry_run_lines(salt)
+    for event in events * 2:  # the second time round, from what was remembered
+        session = event.session
+        at = session.started_at if isinstance(event, SessionStarted) else event.at - 1
+        told = (
+            f"{iso(max(at, session.started_at))} {kinds[type(event)]} "
+            f"{visitor_id(salt, session)} {session.mount} {session.ip}\n"
+        )
+        assert line(event) == told
 
 
 def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:
@@ -370,12 +411,16 @@ def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:
     assert [slots[n] for n in range(1, 10)] == [0, 1, 0, 2, 0, 0, 1, 0, 0]
 
 
-def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
+def read_lines(path: Path, advance: Callable[[int], object] | None = None) -> list[str]:
+    return [line for text in read_texts(path, advance) for line in text_lines(text)]
+
+
+def test_read_texts_decodes_and_reports_progress(tmp_path: Path) -> None:
     path = tmp_path / "log.gz"
     data = b"first\r\nsecond \xff\xfe line\nthird"
     path.write_bytes(gzip.compress(data))
     seen: list[int] = []
-    assert list(read_lines(path, seen.append)) == ["first", "second \ufffd\ufffd line", "third"]
+    assert read_lines(path, seen.append) == ["first", "second \ufffd\ufffd line", "third"]
     assert sum(seen) == path.stat().st_size
     plain = tmp_path / "log"
     plain.write_bytes(data)
@@ -384,7 +429,7 @@ def test_read_lines_decodes_and_reports_progress(tmp_path: Path) -> None:
 
 def key_of(path: Path) -> str:
     digest = hashlib.sha256()
-    for _line in read_lines(path, digest=digest):
+    for _text in read_texts(path, digest=digest):
         pass
     return digest.hexdigest()
 
@@ -501,7 +546,7 @@ def test_a_25_log_imports_the_players_the_listeners_sent(
     mapper = mapper_for(config, config.matomo, "salt")
     imported = list(
         plan_lines(
-            list(read_lines(ICECAST_25 / "access.log")),
+            read_lines(ICECAST_25 / "access.log"),
             config=config,
             source=config.sources[0],
             key="k" * 64,

@@ -14,7 +14,7 @@ import pytest
 from audimeter.sources.accesslog import (
     LogEntry,
     Skip,
-    icecast_span,
+    icecast_spans,
     is_directive,
     is_listener,
     parse_icecast_line,
@@ -23,7 +23,8 @@ from audimeter.sources.accesslog import (
     scan_icecast_line,
     scan_shoutcast_line,
     scanner_for,
-    span_for,
+    spans_for,
+    stamp_end,
 )
 from tests.support.fixtures import ICECAST_24, ICECAST_25, ICECAST_KH
 
@@ -634,17 +635,68 @@ def test_icecast_scanner_agrees_with_parser_and_classification() -> None:
         assert scan_icecast_line(line) == expected, line
 
 
+def span_of_line(line: str) -> tuple[int, int] | None:
+    """(end, seconds) of one line as `icecast_spans` reads it, told field by field: the
+    three fields before the time have no spaces, the time has a fixed length, the seconds are
+    the last field once trailing white space is stripped."""
+    third = line.find(" ", line.find(" ", line.find(" ") + 1) + 1)
+    if third < 0 or line[third + 1 : third + 2] != "[" or line[third + 28 : third + 29] != "]":
+        return None
+    end = stamp_end(line[third + 2 : third + 28])
+    text = line.rstrip()
+    last = text[text.rfind(" ") + 1 :]
+    if end is None or len(last) > 18 or not last.isascii() or not last.isdigit():
+        return None
+    return end, int(last)
+
+
+def span_rows(rows: list[tuple[str, str]]) -> list[tuple[int, int] | None]:
+    spans: list[tuple[int, int] | None] = []
+    for stamp, seconds in rows:
+        end = stamp_end(stamp) if seconds else None
+        spans.append(None if end is None else (end, int(seconds)))
+    return spans
+
+
+SPAN_EDGES = [
+    BASE + "\r",
+    BASE + " \t\x0b\x0c\x1c\u3000",  # white space str.rstrip strips
+    BASE + " x",
+    BASE + " 1234567890123456789",
+    BASE.replace('"VLC/3.0" 30', '"VLC/3.0" 123456789012345678'),
+    BASE.replace(" 30", "\t30"),
+    BASE.replace(" 30", " ٣٠"),
+    BASE.replace("203.0.113.7 - -", "203.0.113.7  -"),
+    BASE.replace("203.0.113.7 - -", "203.0.113.7 -\t- x"),
+    BASE.replace("203.0.113.7 - -", "é\x00 \ufffd -"),
+    BASE.replace("[26/", "[32/"),
+    BASE.replace("[26/Nov/2026:12:44:05 +0000]", "[26/Nov/2026:12:44:05 +0000 ]"),
+    "a b c [26/Nov/2026:12:44:30 +0000] 5",
+    "a b c [26/Nov/2026:12:44:30 +0000]5",
+    "a b c [26/Nov/2026:12:44:30 +0000",
+    "a [26/Nov/2026:12:44:30 +0000] 5",
+    " [26/Nov/2026:12:44:30 +0000] 5 ",
+]
+
+
 def test_the_span_of_a_line_is_what_the_parser_reads() -> None:
+    lines = icecast_lines() + SPAN_EDGES
     spans = 0
-    for line in icecast_lines():
-        entry, span = parse_icecast_line(line), icecast_span(line)
+    for line in lines:
+        rows = icecast_spans(line + "\n")
+        assert rows[1:] == [("", "")], line
+        span = span_rows(rows)[0]
+        assert span == span_of_line(line), line
+        entry = parse_icecast_line(line)
         if entry is not None:
             assert span in (None, (entry.end, entry.duration)), line
             spans += span is not None
     assert spans > len(CLASSIFIED)
-    assert icecast_span(BASE.replace("[26/", "[32/")) is None
-    assert icecast_span("a b c [26/Nov/2026:12:44:30 +0000") is None
-    assert span_for("shoutcast2")(W3C) is None
+    # A whole text at once: one row per line, empty lines and carriage returns included.
+    text = "".join(f"{line}\n\n{line}\r\n" for line in lines)
+    expected = [span for line in lines for span in (span_of_line(line), None, span_of_line(line))]
+    assert span_rows(icecast_spans(text)) == [*expected, None]
+    assert spans_for("shoutcast2") is None
 
 
 @pytest.mark.usefixtures("tz_utc")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,9 @@ from audimeter.importer import (
     Listen,
     PlanSetup,
     ReplaySettings,
+    first_lines,
+    lines_text,
+    new_session,
     plan_lines,
     survey,
 )
@@ -75,7 +79,7 @@ def request_time(event: Event) -> int:
 
 def whole_file_plan(lines: Sequence[str], conf: Config) -> list[Event]:
     setup = PlanSetup.from_config(conf, conf.sources[0])
-    listens = list(setup.listens(lines, Counts()))
+    listens = list(setup.listens((lines_text(lines),), Counts()))
     settings = ReplaySettings.from_config(conf)
     events: list[Event] = []
     for listen, slot in zip(listens, whole_file_slots(listens), strict=True):
@@ -166,14 +170,14 @@ def test_sessions_are_sent_while_the_log_is_still_being_read() -> None:
     conf = config()
     lines = [line(f"198.51.100.{n % 200}", AGENTS[n % 2], T0 + 10 * n, 60) for n in range(8640)]
     setup = PlanSetup.from_config(conf, conf.sources[0])
-    found = survey(lines, setup, Counts())
+    found = survey((lines_text(lines),), setup, Counts())
     read = 0
 
     def reading() -> Iterator[str]:
         nonlocal read
         for text in lines:
             read += 1
-            yield text
+            yield text + "\n"
 
     counts = Counts()
     lag = 0
@@ -206,3 +210,43 @@ def test_requests_at_one_time_keep_the_order_of_their_lines() -> None:
         ("SessionEnded", "2"),
     ]
     assert by_visitor(streamed) == by_visitor(expected)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("main", "import:k", "/live.mp3", "17", "192.0.2.1", "VLC", "", T0, 0),
+        ("a", "", "/", "0", "2001:db8::1", "", "https://example.org/", -5, 3),
+    ],
+)
+def test_a_session_built_by_its_slots_is_the_dataclass_one(values: tuple[Any, ...]) -> None:
+    built, made = new_session(*values), Session(*values)
+    assert built == made
+    assert repr(built) == repr(made)
+    assert hash(built) == hash(made)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 9])
+def test_first_lines_stops_after_the_lines_surveyed(count: int) -> None:
+    texts = ["a\nb\n", "c\r\n", "d\ne\nf\n"]
+    taken = "".join(first_lines(texts, count))
+    assert taken.splitlines() == "".join(texts).splitlines()[:count]
+    assert not taken or taken.endswith("\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=logs(), block=st.sampled_from((1, 2, 3, 8)), piece=st.integers(1, 7))
+def test_a_log_read_in_pieces_is_surveyed_and_scanned_as_a_whole(
+    lines: list[str], block: int, piece: int
+) -> None:
+    """The file is read a megabyte at a time: where the pieces end changes nothing."""
+    conf = config()
+    setup = PlanSetup.from_config(conf, conf.sources[0])
+    pieces = [lines_text(lines[at : at + piece]) for at in range(0, len(lines), piece)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(importer, "BLOCK", block)
+        patch.setattr(importer, "LONG", 100)
+        whole, cut = Counts(), Counts()
+        assert survey(pieces, setup, cut) == survey((lines_text(lines),), setup, whole)
+        assert list(setup.listens(pieces, cut)) == list(setup.listens((lines_text(lines),), whole))
+    assert cut == whole

@@ -33,6 +33,7 @@ from audimeter.sessionizer import (
     SessionGone,
     Sessionizer,
     SessionOpened,
+    _keep_alive,
 )
 from tests.support.fixtures import (
     ICECAST_25,
@@ -197,6 +198,42 @@ def test_catchup_keepalives_are_thinned_but_keep_the_gap() -> None:
     assert len(events) < 10
     # previous_at chains through the keep-alives actually sent
     assert all(e[3] == p[2] for p, e in itertools.pairwise(events))
+
+
+def walked_keep_alives(
+    session: Session, previous: int, at: int, interval: int, catchup: int
+) -> list[tuple[int, int]]:
+    """The thinned keep-alives found interval by interval: what `_keep_alive` works out."""
+    start = session.started_at
+    last_due = start + (at - start) // interval * interval
+    sent: list[tuple[int, int]] = []
+    due = previous + interval
+    while due < last_due:
+        if due + interval - previous > catchup:
+            sent.append((due, previous))
+            previous = due
+        due += interval
+    if last_due > previous:
+        sent.append((last_due, previous))
+    return sent
+
+
+@pytest.mark.parametrize("interval", [1, 7, 60, 120, 1799])
+@pytest.mark.parametrize("catchup", [1, 120, 239, 240, 241, 1799, 3600])
+@pytest.mark.parametrize(
+    ("start", "previous", "at"),
+    [(0, 0, 0), (0, 0, 119), (0, 0, 120), (50, 50, 10_000), (50, 290, 10_000), (-7, -7, 200_000)],
+)
+def test_keep_alives_worked_out_are_those_walked(
+    interval: int, catchup: int, start: int, previous: int, at: int
+) -> None:
+    catchup = max(interval, catchup)  # as the sessionizer and replay_session make it
+    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", start, 0)
+    events: list[Event] = []
+    _keep_alive(session, previous, at, interval, catchup, events)
+    got = [(e.at, e.previous_at) for e in events if isinstance(e, SessionKeptAlive)]
+    assert len(got) == len(events)
+    assert got == walked_keep_alives(session, previous, at, interval, catchup)
 
 
 def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
