@@ -340,13 +340,19 @@ class Sessionizer:
             else:
                 floor = None  # nothing open: the mount follows the clock back
         client_ids = table.client_ids
-        # A dict of strings, unlike a set, is no container the garbage collector follows: with
-        # 100,000 listeners, each collection while it was young would read every id again.
-        present = dict.fromkeys(client_ids)
+        present = set(client_ids)
         sessions = state.sessions
+        missing = list(itertools.filterfalse(present.__contains__, sessions))
+        ignored = state.ignored
+        if ignored:
+            ignored.intersection_update(present)
+        repeated = len(present) < len(client_ids)
+        # Gone before the events are made: with 100,000 listeners, each garbage collection
+        # while the set is young reads every id again.
+        del present
 
         wait = self._exact_ends.get(obs.source)
-        for client_id in list(itertools.filterfalse(present.__contains__, sessions)):
+        for client_id in missing:
             session = sessions.pop(client_id)
             if wait is None:
                 self._close(session, last_seen, last_seen, EndReason.LEFT, events)
@@ -355,9 +361,6 @@ class Sessionizer:
                 state.gone[client_id] = Gone(session, last_seen, at + wait)
                 self._changes.append(SessionGone(session, last_seen))
         self._expire(state, at, events)
-        ignored = state.ignored
-        if ignored:
-            ignored.intersection_update(present)
         recent = self._memory.of(obs.source, obs.mount).get(obs.instance, {})
 
         interval = self._interval
@@ -368,7 +371,7 @@ class Sessionizer:
         # which is nearly the order the sessions were opened in, so memory is read in order.
         wanted.update(itertools.filterfalse(sessions.__contains__, client_ids))
         listed: Iterable[int]
-        if len(present) == len(client_ids):
+        if not repeated:
             listed = itertools.compress(itertools.count(), map(wanted.__contains__, client_ids))
         else:  # a broken listing names a client twice: once counts
             first: dict[str, int] = {}
