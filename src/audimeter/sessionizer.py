@@ -342,9 +342,17 @@ class Sessionizer:
         client_ids = table.client_ids
         present = set(client_ids)
         sessions = state.sessions
+        missing = list(itertools.filterfalse(present.__contains__, sessions))
+        ignored = state.ignored
+        if ignored:
+            ignored.intersection_update(present)
+        repeated = len(present) < len(client_ids)
+        # Gone before the events are made: with 100,000 listeners, each garbage collection
+        # while the set is young reads every id again.
+        del present
 
         wait = self._exact_ends.get(obs.source)
-        for client_id in list(itertools.filterfalse(present.__contains__, sessions)):
+        for client_id in missing:
             session = sessions.pop(client_id)
             if wait is None:
                 self._close(session, last_seen, last_seen, EndReason.LEFT, events)
@@ -353,18 +361,17 @@ class Sessionizer:
                 state.gone[client_id] = Gone(session, last_seen, at + wait)
                 self._changes.append(SessionGone(session, last_seen))
         self._expire(state, at, events)
-        ignored = state.ignored
-        if ignored:
-            ignored.intersection_update(present)
         recent = self._memory.of(obs.source, obs.mount).get(obs.instance, {})
 
         interval = self._interval
         min_session = self._min_session
         agenda = state.agenda
         wanted = agenda.take(at)
-        wanted |= present.difference(sessions)
+        # Listed without an open session (new, left out, waiting): looked up in listing order,
+        # which is nearly the order the sessions were opened in, so memory is read in order.
+        wanted.update(itertools.filterfalse(sessions.__contains__, client_ids))
         listed: Iterable[int]
-        if len(present) == len(client_ids):
+        if not repeated:
             listed = itertools.compress(itertools.count(), map(wanted.__contains__, client_ids))
         else:  # a broken listing names a client twice: once counts
             first: dict[str, int] = {}
@@ -407,6 +414,14 @@ class Sessionizer:
             else:
                 session = known
                 start = session.started_at
+                if start <= last_seen:
+                    previous = last_seen - (last_seen - start) % interval
+                    due = previous + interval
+                    if last_seen - start >= min_session and due <= at < due + interval:
+                        # The common case, made short: one keep-alive due since the last poll.
+                        events.append(SessionKeptAlive(session, due, previous))
+                        agenda.add(client_id, due + interval)
+                        continue
                 # A session started by ListenerJoined after the previous poll: seen at its start.
                 counted = max(last_seen, start) - start >= min_session
             if counted:

@@ -446,3 +446,86 @@ def test_refused_credentials_are_named(folder: Path, name: str) -> None:
     # The captures are listclients answers; Icecast refuses /admin/stats the same way.
     with pytest.raises(SourceError, match=r"credentials refused \(HTTP 401\)"):
         poll({"/admin/stats": folder / name})
+
+
+def listing(*listeners: bytes) -> bytes:
+    return b'<icestats><source mount="/a"><Listeners>9</Listeners>%s</source></icestats>' % (
+        b"".join(listeners)
+    )
+
+
+def l24(client_id: bytes) -> bytes:
+    """A listener as Icecast 2.4 writes it, its address ending in its id."""
+    return b"<listener><IP>10.0.0.%s</IP><Connected>7</Connected><ID>%s</ID></listener>" % (
+        client_id or b"0",
+        client_id,
+    )
+
+
+# Listings in the shape nearly every server writes (read by the walk over the id elements) and
+# in every shape that walk must hand to the listener-by-listener path, with what both must read.
+ID_SHAPES = {
+    "one <ID> each": (listing(l24(b"4"), l24(b"5")), [("4", "10.0.0.4"), ("5", "10.0.0.5")]),
+    "one <id> each (2.5)": (
+        listing(b"<listener><id>8</id><ip>10.0.0.1</ip></listener>"),
+        [("8", "10.0.0.1")],
+    ),
+    "nobody": (listing(), []),
+    "an id listed twice counts twice here": (
+        listing(l24(b"4"), l24(b"4")),
+        [("4", "10.0.0.4")] * 2,
+    ),
+    "a listener without an id is left out": (
+        listing(l24(b"4"), b"<listener><IP>10.0.0.9</IP></listener>", l24(b"5")),
+        [("4", "10.0.0.4"), ("5", "10.0.0.5")],
+    ),
+    "an empty <ID> is no id": (listing(l24(b""), l24(b"5")), [("5", "10.0.0.5")]),
+    "two <ID>: the first counts": (
+        listing(b"<listener><ID>4</ID><ID>6</ID></listener>", l24(b"5")),
+        [("4", ""), ("5", "10.0.0.5")],
+    ),
+    "an <ID> deeper down is not the listener's": (
+        listing(b"<listener><x><ID>6</ID></x><ID>4</ID></listener>", l24(b"5")),
+        [("4", ""), ("5", "10.0.0.5")],
+    ),
+    "only an <ID> deeper down: no id": (
+        listing(b"<listener><x><ID>6</ID></x></listener>", l24(b"5")),
+        [("5", "10.0.0.5")],
+    ),
+    "as many <ID> as listeners, one of them nobody's": (
+        listing(b"<listener><IP>10.0.0.9</IP></listener>", b"<other>%s</other>" % l24(b"6")),
+        [],
+    ),
+    "an <ID> outside any listener is nobody's": (
+        listing(l24(b"4"), b"<other><ID>6</ID></other>", b"<ID>7</ID>", l24(b"5")),
+        [("4", "10.0.0.4"), ("5", "10.0.0.5")],
+    ),
+    "a listener that is not the source's is not listed": (
+        listing(l24(b"4"), b"<other>%s</other>" % l24(b"6")),
+        [("4", "10.0.0.4")],
+    ),
+    "a listener inside a listener is not listed": (
+        listing(b"<listener><ID>4</ID>%s</listener>" % l24(b"6")),
+        [("4", "")],
+    ),
+    "<ID> and <id> mixed": (
+        listing(l24(b"4"), b"<listener><id>8</id></listener>"),
+        [("4", "10.0.0.4"), ("8", "")],
+    ),
+    "<ID> without text, <id> with": (
+        listing(b"<listener><ID/><id>8</id></listener>", b"<listener><ID/><id>9</id></listener>"),
+        [("8", ""), ("9", "")],
+    ),
+    "text after an element in <ID>": (listing(b"<listener><ID><b/>5</ID></listener>"), [("5", "")]),
+    "text before an element in <ID>": (
+        listing(b"<listener><ID>5<b/>6</ID></listener>"),
+        [("5", "")],
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "expected"), ID_SHAPES.values(), ids=ID_SHAPES.keys())
+def test_client_ids_in_every_shape(body: bytes, expected: list[tuple[str, str]]) -> None:
+    _, table = parse_listclients(body)
+    assert list(table.client_ids) == [client_id for client_id, _ in expected]
+    assert [(listener.client_id, listener.ip) for listener in decode_all(table)] == expected

@@ -180,12 +180,76 @@ CASES = {
         [poll(100, listener("1", -50))],
         [("start", "1", 100)],
     ),
+    "a keep-alive due at the very second of a poll": (
+        [poll(100, listener("1", 5)), poll(214, listener("1", 119)), poll(215, listener("1", 0))],
+        [("start", "1", 95), ("alive", "1", 215, 95)],
+    ),
+    "two keep-alives due at once: both, the second from the first": (
+        [poll(100, listener("1", 5)), poll(335, listener("1", 0))],
+        [("start", "1", 95), ("alive", "1", 215, 95), ("alive", "1", 335, 215)],
+    ),
+    "a second keep-alive not quite due: one": (
+        [poll(100, listener("1", 5)), poll(334, listener("1", 0))],
+        [("start", "1", 95), ("alive", "1", 215, 95)],
+    ),
+    "a joined listener's keep-alives count from its join": (
+        [
+            poll(100),
+            ListenerJoined(SRC, 105, "/live", "1", "10.0.0.1", "VLC/3.0"),
+            poll(110, listener("1", 5)),
+            poll(224, listener("1", 119)),
+            poll(225, listener("1", 120)),
+        ],
+        [("start", "1", 105), ("alive", "1", 225, 105)],
+    ),
 }
 
 
 @pytest.mark.parametrize(("observations", "expected"), CASES.values(), ids=CASES.keys())
 def test_transitions(observations: list[Observation], expected: list[tuple[object, ...]]) -> None:
     assert run(observations) == expected
+
+
+def restarted(sessionizer: Sessionizer, min_session: int) -> Sessionizer:
+    """A sessionizer rebuilt from what the store keeps of `sessionizer` (no exact ends)."""
+    return Sessionizer(
+        keepalive_interval=120,
+        outage_grace=60,
+        min_session=min_session,
+        mounts=sessionizer.mount_records(),
+        sessions=list(sessionizer.sessions()),
+        instances=sessionizer.instances(),
+    )
+
+
+def crowd_polls() -> list[Observation]:
+    """Polls every 10 s of listeners coming and going, with a gap of two keep-alive intervals."""
+    observations: list[Observation] = []
+    connected: dict[str, int] = {str(n): 100 - 7 * n for n in range(12)}
+    for at in [*range(100, 400, 10), *range(650, 800, 10)]:
+        if at % 30 == 0:
+            connected.pop(min(connected, key=int), None)
+            connected[str(at)] = at - 3
+        listed = [listener(c, at - since) for c, since in connected.items()]
+        observations.append(poll(at, *listed))
+    return observations
+
+
+@pytest.mark.parametrize("min_session", [0, 30])
+def test_looking_only_at_new_and_due_listeners_misses_nothing(min_session: int) -> None:
+    """A sessionizer polled without a break looks at the listeners that are new or due; one
+    rebuilt from its store before each poll looks at every listener. Both say the same."""
+    steady = Sessionizer(keepalive_interval=120, outage_grace=60, min_session=min_session)
+    afresh = steady
+    caught_up = set()
+    for observation in crowd_polls():
+        afresh = restarted(afresh, min_session)
+        expected = afresh.observe(observation)
+        assert steady.observe(observation) == expected
+        assert sorted(steady.sessions(), key=str) == sorted(afresh.sessions(), key=str)
+        alive = [e.session.client_id for e in expected if isinstance(e, SessionKeptAlive)]
+        caught_up |= {c for c in alive if alive.count(c) > 1}
+    assert caught_up  # after the gap, some got two keep-alives at once
 
 
 def test_catchup_keepalives_are_thinned_but_keep_the_gap() -> None:
@@ -337,6 +401,10 @@ MIN_SESSION_CASES = {
             ("alive", "1", 215, 95),
             ("end", "1", 220, "left"),
         ],
+    ),
+    "held back, then a gap past its first keep-alive: started first": (
+        [poll(100, listener("1", 5)), poll(220, listener("1", 125))],
+        [("start", "1", 95), ("alive", "1", 215, 95)],
     ),
     "long enough at first sight": (
         [poll(1000, listener("1", 400))],

@@ -84,13 +84,9 @@ def parse_stats(body: bytes) -> ServerStats:
 
 
 # A listener's id is the first text in its first <ID> element (2.4, KH) or, when that has none,
-# in its first <id> element (2.5). Each expression yields at most one id per listener, so the
-# listing-wide ones, when they yield as many ids as there are listeners, yield each listener's.
-_CLIENT_IDS = etree.XPath("listener/ID[1]/text()[1]", smart_strings=False)
-_LOWER_CASE_CLIENT_IDS = etree.XPath("listener/id[1]/text()[1]", smart_strings=False)
+# in its first <id> element (2.5).
 _CLIENT_ID = etree.XPath("ID[1]/text()[1]", smart_strings=False)
 _LOWER_CASE_CLIENT_ID = etree.XPath("id[1]/text()[1]", smart_strings=False)
-_LISTENER_COUNT = etree.XPath("count(listener)")
 
 
 def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
@@ -100,20 +96,42 @@ def parse_listclients(body: bytes) -> tuple[str, ListenerTable]:
     if source is None or not source.get("mount"):
         raise FormatError("no <source mount=…> in /admin/listclients")
     mount = source.get("mount", "")
-    client_ids = _CLIENT_IDS(source)
-    if not client_ids:
-        # No listener's first <ID> holds text, so every listener's id is in its <id>.
-        client_ids = _LOWER_CASE_CLIENT_IDS(source)
-    if isinstance(client_ids, list) and len(client_ids) == _LISTENER_COUNT(source):
-        return mount, _Listing(source, client_ids)  # type: ignore[arg-type]
-    # Some listener lacks an id, or some have an upper-case and others a lower-case one: find
-    # each listener's and leave out those without.
+    client_ids = _client_ids(source, "ID")
+    if client_ids is None and next(source.iter("ID"), None) is None:
+        client_ids = _client_ids(source, "id")
+    if client_ids is not None:
+        return mount, _Listing(source, client_ids)
+    # Some listener lacks an id, has two, or some have an upper-case and others a lower-case
+    # one: find each listener's and leave out those without.
     listeners = []
     for element in source.iterchildren("listener"):
         client_id = _client_id(element)
         if client_id:
             listeners.append(_decode(element, client_id))
     return mount, ListenerList(listeners)
+
+
+def _client_ids(source: etree._Element, tag: str) -> list[str] | None:
+    """Every listener's id, when each listener has one `tag` element with text and no other
+    element under `source` has one (nearly every listing); None otherwise.
+
+    Then the id is the text of the element, as `_client_id` reads it. The listeners and the
+    `tag` elements are walked side by side, through the same stretch of the tree at a time:
+    an XPath query takes several times as long, and so does a walk that keeps an object of
+    each listener, which the garbage collector then reads again and again.
+    """
+    client_ids: list[str] = []
+    add = client_ids.append
+    for listener, element in itertools.zip_longest(
+        source.iterchildren("listener"), source.iter(tag)
+    ):
+        if element is None:
+            return None  # a listener without one
+        client_id = element.text
+        if not client_id or element.getparent() is not listener:
+            return None
+        add(client_id)
+    return client_ids
 
 
 def _client_id(element: etree._Element) -> str:

@@ -14,7 +14,12 @@ import re
 from lxml import etree
 
 _PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    collect_ids=False,  # no document asks for an element by its xml:id
 )
 # The characters XML 1.0 forbids but a UTF-8 decoder lets through (it has already replaced
 # surrogates): C0 controls other than tab, line feed and carriage return; U+FFFE and U+FFFF.
