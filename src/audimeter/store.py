@@ -336,11 +336,14 @@ def _values(stamped: Stamped) -> tuple[object, ...]:
 
 
 def _row(
-    seq: int, values: Sequence[Any], sessions: dict[tuple[Any, ...], Session] | None = None
+    seq: int,
+    values: Sequence[Any],
+    sessions: dict[tuple[Any, ...], Session] | None = None,
+    limit: int = 0,
 ) -> JournalRow:
     """A journal row from its seq and `_FIELDS`. `sessions`: the sessions of rows read before,
     by their fields, so that the events of one session share one `Session` (a session's end is
-    its last event: it leaves them)."""
+    its last event: it leaves them); at most `limit` of them."""
     kind, at, previous, reason = values[:4]
     if kind == REQUEST:
         return JournalRow(seq, None, payload=values[15])
@@ -352,7 +355,7 @@ def _row(
             source, instance, mount, client_id, ip, user_agent, referrer, started, slot, query
         )
         if sessions is not None and kind != "end":
-            if len(sessions) >= _SESSIONS_READ:
+            if len(sessions) >= limit:
                 sessions.clear()
             sessions[key] = session
     elif kind == "end":
@@ -367,8 +370,6 @@ def _row(
     return JournalRow(seq, event, values[14])
 
 
-_SESSIONS_READ = 20_000
-"""Sessions `Store.journal_batch` keeps to share among their events (a few MB)."""
 _REASONS = {reason.value: reason for reason in EndReason}
 
 
@@ -441,16 +442,25 @@ class SendLock:
 
 
 class Store:
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, *, shared_sessions: int = 0
+    ) -> None:
         self._db = connection
         self.path = path
         self.send_lock = SendLock(path.with_name(path.name + ".lock"))
         self._locks = {MATOMO: self.send_lock}
-        self._sessions: dict[tuple[Any, ...], Session] = {}
-        """The open sessions of the journal's events read (`_row`)."""
+        self._shared_sessions = shared_sessions
+        self._sessions: dict[tuple[Any, ...], Session] | None = {} if shared_sessions else None
+        """The open sessions of the journal's events read (`_row`), with `shared_sessions`."""
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, *, shared_sessions: int = 0) -> Store:
+        """The state file at `path`, created or upgraded as needed.
+
+        `shared_sessions`: how many sessions the events read from the journal may share, to
+        spare building one per event. An import reads each session's events close together;
+        the daemon reads one event per session every few minutes, and would only hold them.
+        """
         try:
             if path.parent != Path():
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -472,7 +482,7 @@ class Store:
             ) from None
         except OSError as exc:
             raise StoreError(f"state file {path} cannot be created ({exc.strerror})") from None
-        return cls(db, path)
+        return cls(db, path, shared_sessions=shared_sessions)
 
     @classmethod
     def open_exclusive(cls, path: Path, timeout: float = 2.0) -> Store:
@@ -834,8 +844,8 @@ class Store:
             " ORDER BY seq LIMIT ?",
             (after, sys.maxsize if upto is None else upto, limit),
         )
-        sessions = self._sessions
-        return [_row(row[0], row[1:], sessions) for row in rows]
+        sessions, limit = self._sessions, self._shared_sessions
+        return [_row(row[0], row[1:], sessions, limit) for row in rows]
 
     def oldest_pending(self, output: str) -> int | None:
         """The event time of the oldest event `output` has not taken (Matomo's parked events

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from audimeter import store as store_module
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.nowplaying import Play, PlayEnded, PlayStarted
 from audimeter.sessionizer import (
@@ -219,13 +218,10 @@ def test_every_event_kind_comes_back_from_the_journal_and_ends_fill_the_history(
     assert store.prune_history(251) == 1
 
 
-def test_events_read_in_batches_share_their_session_and_come_back_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_events_read_in_batches_share_their_session_and_come_back_whole(tmp_path: Path) -> None:
     """Interleaved sessions, some read again after the sessions remembered were dropped, and
     one session again after its end: each event comes back as it was journaled."""
-    monkeypatch.setattr(store_module, "_SESSIONS_READ", 3)
-    store = Store.open(tmp_path / "a.db")
+    store = Store.open(tmp_path / "a.db", shared_sessions=3)
     sessions = [
         Session("main", "i", f"/m{i % 2}", str(i), f"10.0.0.{i}", "VLC", "", 100 + i, i % 3)
         for i in range(8)
@@ -245,6 +241,18 @@ def test_events_read_in_batches_share_their_session_and_come_back_whole(
     shared = [row.event.session for row in read if row.event is not None]
     assert shared[0] is not shared[8]  # sessions remembered were dropped between
     assert shared[-1] is shared[-2]
+
+
+def test_the_daemon_s_store_keeps_no_session_of_the_events_it_read(tmp_path: Path) -> None:
+    """Its outputs read one event per session every few minutes: shared, they would be held."""
+    store = Store.open(tmp_path / "a.db")
+    keep_alive = Stamped(SessionKeptAlive(SESSION, 200, SESSION.started_at), "v", 3)
+    store.commit([], [], [Stamped(SessionStarted(SESSION), "v", 3), keep_alive])
+    first, second = (row.event for row in store.journal_batch(0, 10))
+    assert first is not None
+    assert second is not None
+    assert first.session == second.session
+    assert first.session is not second.session
 
 
 def test_parked_events_and_dead_letters_keep_the_event(tmp_path: Path) -> None:
