@@ -435,11 +435,17 @@ def test_icecast_25_admin_requests_are_let_in_and_leave_no_trace(
     ]
 
 
-def test_a_busy_port_is_reported(store: Inbox) -> None:
+@contextlib.contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port that something else listens on."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
+        yield busy.getsockname()[1]
+
+
+def test_a_busy_port_is_reported(store: Inbox) -> None:
+    with busy_port() as port:
         config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
         receiver = WebhookReceiver(config, [SOURCE], store.append, lambda: None)
         with pytest.raises(WebhookError, match=f"127.0.0.1:{port}"):
@@ -769,10 +775,7 @@ def test_the_process_ends_with_the_daemon(tmp_path: Path) -> None:
 
 
 def test_a_busy_port_stops_the_process_start(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         config = WebhookConfig(listen=f"127.0.0.1:{port}", password=SecretStr(PASSWORD))
         receiver = ReceiverProcess(config, [SOURCE], inbox_path(tmp_path / "s"), lambda: None)
         with pytest.raises(WebhookError, match=f"cannot listen on 127.0.0.1:{port}: another"):
