@@ -372,6 +372,10 @@ def _row(
 
 _REASONS = {reason.value: reason for reason in EndReason}
 
+RECENT_ROWS = 8192
+"""Rows journaled last that `Store.journal_batch` hands out without reading them back: about a
+poll cycle's events at 100,000 listeners, about 1 MB (their sessions are the sessionizer's)."""
+
 
 def _row_values(row: JournalRow) -> tuple[object, ...]:
     """The `_FIELDS` of a journal row."""
@@ -452,6 +456,10 @@ class Store:
         self._shared_sessions = shared_sessions
         self._sessions: dict[tuple[Any, ...], Session] | None = {} if shared_sessions else None
         """The open sessions of the journal's events read (`_row`), with `shared_sessions`."""
+        self._recent: dict[int, JournalRow] = {}
+        """The rows this connection journaled last, by seq, oldest first (`RECENT_ROWS`)."""
+        self._journaled: list[tuple[int, Sequence[Stamped]]] = []
+        """The events journaled in the transaction under way, with the seq of the first."""
 
     @classmethod
     def open(cls, path: Path, *, shared_sessions: int = 0) -> Store:
@@ -543,6 +551,7 @@ class Store:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; any SQLite failure becomes a `StoreError` that says so."""
+        journaled = self._journaled = []
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -552,6 +561,17 @@ class Store:
                 f"cannot write the state file {self.path} ({exc}); check free space and "
                 "permissions, then start audimeter again: nothing committed is lost"
             ) from None
+        finally:
+            self._journaled = []
+        self._remember(journaled)  # committed: what was rolled back is never read
+
+    def _remember(self, journaled: Sequence[tuple[int, Sequence[Stamped]]]) -> None:
+        recent = self._recent
+        for first, events in journaled:
+            for seq, stamped in enumerate(events, first):
+                recent[seq] = JournalRow(seq, stamped.event, stamped.visitor_id)
+        for seq in list(itertools.islice(recent, max(0, len(recent) - RECENT_ROWS))):
+            del recent[seq]
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -754,6 +774,9 @@ class Store:
             f"INSERT INTO journal({_FIELDS}) VALUES ({_MARKS})",  # noqa: S608 (fixed names)
             [_values(stamped) for stamped in events],
         )
+        # One statement under the write lock: its rows have consecutive seqs up to the last.
+        (last,) = self._db.execute("SELECT last_insert_rowid()").fetchone()
+        self._journaled.append((int(last) - len(events) + 1, events))
         ended = [row for stamped in events if (row := _history_values(stamped)) is not None]
         self._db.executemany(
             "INSERT INTO history(source, mount, site_id, visitor_id, started_at, ended_at,"
@@ -838,14 +861,29 @@ class Store:
             )
 
     def journal_batch(self, after: int, limit: int, upto: int | None = None) -> list[JournalRow]:
-        """The events after seq `after`, oldest first; with `upto`, only those up to it."""
-        rows = self._db.execute(
+        """The events after seq `after`, oldest first; with `upto`, only those up to it.
+
+        Those this connection journaled last come as they were journaled: every output reads
+        each event, and reading them back from the file cost the daemon more than writing them.
+        The rest, and what others journaled in between, come from the file.
+        """
+        last = sys.maxsize if upto is None else upto
+        rows: list[JournalRow] = []
+        recent = self._recent
+        seq = after + 1
+        while len(rows) < limit and seq <= last and (row := recent.get(seq)) is not None:
+            rows.append(row)
+            seq += 1
+        if len(rows) == limit or seq > last:
+            return rows
+        found = self._db.execute(
             f"SELECT seq, {_FIELDS} FROM journal WHERE seq > ? AND seq <= ?"  # noqa: S608
             " ORDER BY seq LIMIT ?",
-            (after, sys.maxsize if upto is None else upto, limit),
+            (seq - 1, last, limit - len(rows)),
         )
-        sessions, limit = self._sessions, self._shared_sessions
-        return [_row(row[0], row[1:], sessions, limit) for row in rows]
+        sessions, shared = self._sessions, self._shared_sessions
+        rows += [_row(row[0], row[1:], sessions, shared) for row in found]
+        return rows
 
     def oldest_pending(self, output: str) -> int | None:
         """The event time of the oldest event `output` has not taken (Matomo's parked events
@@ -878,6 +916,10 @@ class Store:
                 " (SELECT min(seq) FROM cursors), (SELECT min(seq) FROM journal) + ?)",
                 (batch,),
             )
+            (kept,) = db.execute("SELECT min(seq) FROM journal").fetchone()
+        recent = self._recent
+        for seq in [seq for seq in recent if kept is None or seq < kept]:
+            del recent[seq]
         return cursor.rowcount
 
     def prune_keepalives(self, after: int, upto: int) -> int:
@@ -888,6 +930,7 @@ class Store:
                 "DELETE FROM journal WHERE seq > ? AND seq <= ? AND kind='keepalive'",
                 (after, upto),
             )
+        self._recent.clear()  # nor handed out from memory
         return cursor.rowcount
 
     def queue_requests(self, payloads: Sequence[str]) -> None:
@@ -1117,6 +1160,7 @@ class Store:
         (VACUUM) and its write-ahead log emptied, so that no copy of a deleted row stays behind
         in free pages, including rows deleted earlier without secure delete.
         """
+        self._recent.clear()  # none of them handed out from memory either
         try:
             picked = {
                 table: [

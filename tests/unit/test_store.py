@@ -221,7 +221,7 @@ def test_every_event_kind_comes_back_from_the_journal_and_ends_fill_the_history(
 def test_events_read_in_batches_share_their_session_and_come_back_whole(tmp_path: Path) -> None:
     """Interleaved sessions, some read again after the sessions remembered were dropped, and
     one session again after its end: each event comes back as it was journaled."""
-    store = Store.open(tmp_path / "a.db", shared_sessions=3)
+    store = Store.open(tmp_path / "a.db")
     sessions = [
         Session("main", "i", f"/m{i % 2}", str(i), f"10.0.0.{i}", "VLC", "", 100 + i, i % 3)
         for i in range(8)
@@ -236,6 +236,7 @@ def test_events_read_in_batches_share_their_session_and_come_back_whole(tmp_path
     events.append(Stamped(SessionStarted(sessions[0]), "v", 3))
     events.append(Stamped(SessionKeptAlive(sessions[0], 400, 100), "v", 3))
     store.commit([], [], events)
+    store = Store.open(tmp_path / "a.db", shared_sessions=3)  # reads them from the file
     read = [row for after in range(0, len(events), 5) for row in store.journal_batch(after, 5)]
     assert [row.event for row in read] == [e.event for e in events]
     shared = [row.event.session for row in read if row.event is not None]
@@ -248,11 +249,59 @@ def test_the_daemon_s_store_keeps_no_session_of_the_events_it_read(tmp_path: Pat
     store = Store.open(tmp_path / "a.db")
     keep_alive = Stamped(SessionKeptAlive(SESSION, 200, SESSION.started_at), "v", 3)
     store.commit([], [], [Stamped(SessionStarted(SESSION), "v", 3), keep_alive])
+    store = Store.open(tmp_path / "a.db")  # reads them from the file
     first, second = (row.event for row in store.journal_batch(0, 10))
     assert first is not None
     assert second is not None
     assert first.session == second.session
     assert first.session is not second.session
+
+
+def test_rows_journaled_last_come_as_the_file_has_them(tmp_path: Path) -> None:
+    """Handed out from memory where this connection journaled them, read from the file where
+    another one journaled in between (an import beside the daemon) or a request was queued."""
+    path = tmp_path / "a.db"
+    store, other = Store.open(path), Store.open(path)
+    sessions = [
+        Session("main", "i", "/m", str(i), f"10.0.0.{i}", "VLC", "", 100 + i, 0) for i in range(4)
+    ]
+    starts = [Stamped(SessionStarted(s), "v", 3) for s in sessions]
+    store.commit([], [], starts[:3])
+    other.commit([], [], starts[3:])
+    store.queue_requests(["?idsite=1&rec=1"])
+    keep_alives = [SessionKeptAlive(s, 300, s.started_at) for s in sessions]
+    store.commit([], [], [Stamped(event, "v", 3) for event in keep_alives])
+    store.commit([], [], [Stamped(SessionEnded(sessions[0], 400, 300, EndReason.LEFT), "v", 3)])
+    from_file = Store.open(path)
+    last = from_file.last_seq()
+    assert last == 10
+    for after in range(last + 1):
+        for limit in (1, 2, 3, 20):
+            for upto in (None, last - 1, after + 2, after):
+                expected = from_file.journal_batch(after, limit, upto)
+                assert store.journal_batch(after, limit, upto) == expected, (after, limit, upto)
+    assert store.journal_batch(0, 1)[0].event is starts[0].event  # from memory
+
+
+def test_rows_rolled_back_or_pruned_are_never_handed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(tmp_path / "a.db")
+    keep_alive = Stamped(SessionKeptAlive(SESSION, 200, 100), "v1", 3)
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("after the journal, before the commit")
+
+    monkeypatch.setattr(store, "_plays", fail)
+    with pytest.raises(RuntimeError):
+        store.commit([], [], [START, keep_alive])
+    monkeypatch.undo()
+    assert store.journal_batch(0, 10) == []
+    end = Stamped(SessionEnded(SESSION, 300, 200, EndReason.LEFT), "v1", 3)
+    store.commit([], [], [keep_alive, end])  # the seqs of the rolled-back rows again
+    assert [row.event for row in store.journal_batch(0, 10)] == [keep_alive.event, end.event]
+    assert store.prune_keepalives(0, 2) == 1
+    assert [row.event for row in store.journal_batch(0, 10)] == [end.event]
 
 
 def test_parked_events_and_dead_letters_keep_the_event(tmp_path: Path) -> None:
