@@ -568,7 +568,9 @@ class Store:
     def _remember(self, journaled: Sequence[tuple[int, Sequence[Stamped]]]) -> None:
         recent = self._recent
         for first, events in journaled:
-            for seq, stamped in enumerate(events, first):
+            # Only the last ones stay: an import journals 20,000 at a time.
+            skip = max(0, len(events) - RECENT_ROWS)
+            for seq, stamped in enumerate(events[skip:], first + skip):
                 recent[seq] = JournalRow(seq, stamped.event, stamped.visitor_id)
         for seq in list(itertools.islice(recent, max(0, len(recent) - RECENT_ROWS))):
             del recent[seq]

@@ -38,7 +38,9 @@ from typing import IO, Any, NamedTuple
 from pydantic import SecretStr
 
 from audimeter.config import WebhookConfig
-from audimeter.webhook import WebhookError
+from audimeter.inbox import Inbox
+from audimeter.store import StoreError
+from audimeter.webhook import WebhookError, WebhookReceiver
 
 log = logging.getLogger("audimeter.webhook")
 
@@ -219,10 +221,6 @@ class _Forward(logging.Handler):
 
 
 def _child() -> None:
-    from audimeter.inbox import Inbox
-    from audimeter.store import StoreError
-    from audimeter.webhook import WebhookReceiver
-
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     # The messages get stdout's pipe to themselves: a stray print goes to stderr.

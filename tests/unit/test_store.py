@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from audimeter import store as store_module
 from audimeter.events import EndReason, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.nowplaying import Play, PlayEnded, PlayStarted
 from audimeter.sessionizer import (
@@ -281,6 +282,18 @@ def test_rows_journaled_last_come_as_the_file_has_them(tmp_path: Path) -> None:
                 expected = from_file.journal_batch(after, limit, upto)
                 assert store.journal_batch(after, limit, upto) == expected, (after, limit, upto)
     assert store.journal_batch(0, 1)[0].event is starts[0].event  # from memory
+
+
+def test_of_a_large_commit_only_the_last_rows_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RECENT_ROWS", 3)
+    store = Store.open(tmp_path / "a.db")
+    keep_alives = [Stamped(SessionKeptAlive(SESSION, 100 + 120 * i, 100), "v1") for i in range(8)]
+    store.commit([], [], keep_alives)
+    assert sorted(store._recent) == [6, 7, 8]
+    assert store.journal_batch(5, 10)[0].event is keep_alives[5].event  # from memory
+    assert [row.event for row in store.journal_batch(0, 10)] == [k.event for k in keep_alives]
 
 
 def test_rows_rolled_back_or_pruned_are_never_handed_out(
