@@ -25,26 +25,8 @@ and checksum as the journal's events mapped as the import maps them).
 
     .venv/bin/python benchmarks/bench_import.py [--lines N] [--only dry-run|real] [--profile]
 
-Figures, dry run of 1,000,000 lines (2 cores shared, load average 4 to 6, old and new code run one
-after the other in the same conditions): before, 20.2 s of CPU (24.9 s in another pair of runs),
-120 MB peak; after (survey with one pattern per megabyte of lines, keep-alives worked out, sessions
-built by their slots, dry-run visitor ids remembered), 19.8 s (21.4 s), 140 MB peak; in one
-process, best of 6 alternated runs on 200,000 lines, 17.7 -> 15.6 us of CPU a line. 10,000,000
-lines, load 3 to 4: 256 s of CPU, 184 MB peak (154 MB before, on a quiet machine). About 50,000
-lines per CPU second: the 100,000 lines/s target is not met.
-
-Real import of 1,000,000 lines (2,129,540 requests, all arriving exactly once), this code
-against the revision before it, side by side on the shared 2-core machine (load average 5-8):
-before, 546 s = 1,830 lines/s, 118.8 s of CPU (8,400 lines per CPU second), 169 MB peak, in
-10,648 POSTs of 200; now 370 s = 2,710 lines/s, 79.4 s of CPU (12,600 lines per CPU second),
-163 MB, in 2,130 POSTs of 1,000 (`matomo.import_batch_size`). The recorder used 7.6 and 4.4 s of
-CPU (about 2-4 us a request; the `RecordingMatomo` used before took 51 us). 200,000 lines one
-after the other (load average about 4.4): before 46.7 s = 4,280 lines/s, 21.6 s of CPU, the
-delivery 14,900 requests/s; now 28.3 s = 7,070 lines/s, 15.4 s of CPU, 48,600 requests/s. Of the
-delivery's CPU, now about 17 us a request (before 44): reading the journal back about 10,
-mapping 3 (before 10), the JSON body and HTTP 2, the batch's cursor 1; journaling costs about 5
-us a request in SQLite's inserts. The target (50,000 lines/s, 20 us a line for everything, 2.1
-requests a line) is not met: reading, planning and journaling alone take more than that.
+Figures measured on the development machine, with what changed them: docs/development.md,
+under "Benchmarks".
 """
 
 from __future__ import annotations

@@ -14,34 +14,8 @@ a window that starts once the cold start is delivered (at least 25 s in).
 
     .venv/bin/python benchmarks/bench_load.py [--warmup 25] [--window 80]
 
-Measured on the shared 2-core development machine, the code before and after the changes below
-run back to back in the same conditions (default window, Matomo and JSON lines on):
-
-    before:  14.7% of one core, 255 MB peak (load 4.8-7.3);  10.5%, 254 MB (load 5.9-7.3)
-    after:    9.7% of one core, 195 MB peak (load 7.3-8.9);   9.5%, 196 MB (load 6.8-7.1);
-              8.3%, 195 MB (load 3.8-4.5, the window's deliveries as predicted: no backlog left)
-
-    then, on a quiet machine (load 0.1-0.8), once the outputs took the rows just journaled from
-    memory instead of reading them back from the state file and decoding them once per output:
-              7.9% of one core, 193 MB peak; 7.9%, 198 MB (before that change, in the same
-              sitting: 10.7%, 196 MB; 11.1%, 189 MB)
-
-The CPU figures vary by a few points from run to run on this machine (the window also takes in
-what is left of the cold start's delivery); the memory ones by a few MB. The cold start took
-14.0-16.3 s of CPU before and 10.4-12.8 s after.
-
-Where the memory went, by tracemalloc (file and line) with 100,000 open sessions: a set and a
-heap per slot pool (one per open session's address and player: about 300 bytes a session,
-30 MB), a copy of the user agent per session (about 13 MB), the 20 listings' bytes (1 MB each)
-kept until every mount was handled, device-detector's operating-system rules (about 9 MB, parsed
-for nothing: no client parser reads them) and aiohttp, imported without [metrics] (about 9 MB).
-What is left: some 63 MB of imported code, device-detector's client rules and app details
-(about 21 MB, loaded at the first session end), and per open session its Session, ids, address
-and agenda entries. The CPU: httpcore tried to import sniffio (not installed) on every request,
-0.15 ms each; JSON lines made an encoder and two ISO times per line (20 to 12 µs an event). The
-garbage collector costs about 0.5% of a core (two full collections in 100 s, 90 ms each), so
-gc.freeze() would not pay; the rest is Matomo's request mapping, reading the journal once per
-output, and the poll's parse and sessionizer.
+Figures measured on the development machine, with what changed them: docs/development.md,
+under "Benchmarks".
 """
 
 from __future__ import annotations

@@ -100,15 +100,24 @@ class MatomoHandler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, payload: object) -> None:
         body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting: no one to answer
 
     def do_POST(self) -> None:
         server = cast(RecordingMatomoServer, self.server)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            # The client went away mid-request (a daemon stopped while sending): it sends the
+            # batch again later, and there is no one to answer now.
+            self.close_connection = True
+            return
         if self.path.partition("?")[0] != "/matomo.php":
             self._answer(404, {"status": "error", "message": "not found"})
             return

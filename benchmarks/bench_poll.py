@@ -10,19 +10,8 @@ generated as Icecast 2.4 writes /admin/listclients; generating them is not timed
 (all listeners new, with the catch-up keep-alives of sessions up to 4 h old) is timed too, for
 information.
 
-Figures (2 shared cores, other benchmarks running: load average 3-5, so wall times are noisy;
-old and new code run alternately in the same conditions). 100,000 listeners, steady-state CPU
-time per poll, median: 273-297 ms before, 209-211 ms after (wall median 371-403 ms before,
-272-403 ms after; under a heavier load 393-456 ms before, 325-336 ms after). Parse CPU
-176-199 ms -> 127-131 ms: the client ids are read in one walk beside the listeners instead of
-by XPath, and lxml keeps no xml:id table. Sessionize CPU 106-119 ms -> 63-78 ms: new listeners
-are found in listing order, a single due keep-alive skips the catch-up code, and the set of
-listed ids is dropped before events are made, so the garbage collector does not read all its
-ids again. 10,000 listeners: CPU median 23-26 ms -> 20-21 ms. The 200 ms median is not met:
-building the lxml tree of the 19.5 MB listing alone takes 100-155 ms, and the sessionizer
-still has to look at about 9,700 listeners (1% new, 1% gone, 1/12 due for a keep-alive).
-lxml releases the GIL while libxml2 parses (another thread runs on meanwhile); the id walk
-and the sessionizer hold it.
+Figures measured on the development machine, with what changed them: docs/development.md,
+under "Benchmarks".
 
     .venv/bin/python benchmarks/bench_poll.py [--profile]
 """

@@ -21,22 +21,8 @@ steady polls while `audimeter import` (another process) imports a generated acce
 commit's src/) to compare, on the same machine in the same sitting. Each phase also shows the
 CPU seconds of the daemon and of the receiver's process (Linux /proc), and the load average.
 
-Figures, 2 cores shared with other work, old and new code in turns (load 6-9, 6-8 and 4-4.5
-in the three pairs of runs), p50 / p99 / max in ms:
-
-    phase            receiver in a thread of the daemon    receiver in its own process
-    cold start       47/1651/1814  24/290/352  18/406/450    8.0/250/431  13/134/325  8.4/327/464
-    steady polls     15/177/364    8.8/126/233 8.9/163/250   3.5/25/38    6.1/41/187  3.6/21/57
-    polls + import   19/159/308    17/389/585  12/272/347    12/76/143    9.9/99/159  7.8/59/131
-
-The receiver's process used 1.2-2.1 s of CPU per phase (about 1.3 ms per answer), the daemon
-5-11 s. In a thread, an answer waited for the interpreter lock, at each of its hand-overs,
-while the daemon's main thread ran Python for seconds (the first poll's 100,000 session starts,
-each poll's listing). In a process of its own it waits for a CPU and for SQLite's flush to disk
-(synchronous=FULL: a notice Icecast was told about survives a power loss); notices that come
-meanwhile share the next flush. That flush is the cold start's tail: it took up to 290 ms while
-the daemon committed the first poll. Run once with synchronous=NORMAL for comparison (load 4):
-4.9/63/172 cold start, 3.0/15/25 steady, 6.8/35/48 with the import.
+Figures measured on the development machine, with what changed them: docs/development.md,
+under "Benchmarks".
 """
 
 from __future__ import annotations
