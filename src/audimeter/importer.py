@@ -76,6 +76,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_DELIVERY_FAILURES = 5
 """Failed bulk POSTs in a row (with backoff: about 30 s) before the import gives up delivering."""
 _CHUNK = 1 << 20
+IMPORT_INSTANCE = "import:"
+"""How the instance of an imported session begins (then the file's key): unlike any server's."""
+_IMPORTED = IMPORT_INSTANCE + "*"
 
 
 class ImportUsageError(Exception):
@@ -655,7 +658,7 @@ class PlanSetup:
         planner = Planner(
             found,
             source=self.source.name,
-            instance=f"import:{key[:16]}",
+            instance=f"{IMPORT_INSTANCE}{key[:16]}",
             settings=self.settings,
             counts=counts,
         )
@@ -804,7 +807,8 @@ async def deliver(
     The `stdout` output (no [matomo], no [jsonl]) is `audimeter run`'s: it writes them there.
 
     `audimeter run` may be sending from the same journal meanwhile: whoever holds an output's
-    lock sends its next batch, and what either delivers counts.
+    lock sends its next batch, and what either delivers counts. Only imported events are
+    counted: a live event journaled among them goes too, but it is the daemon's to report.
     """
     last = store.last_seq()
     matomo = config.matomo
@@ -822,7 +826,7 @@ async def deliver(
     if matomo is None:
         return Delivery()
     first = store.cursor(MATOMO)
-    total = store.journal_count(first, last)
+    total = store.journal_count(first, last, instance=_IMPORTED)
     result = Delivery(left=total)
     if total == 0:
         return result
@@ -852,14 +856,15 @@ async def deliver(
                 now = store.cursor(MATOMO)
                 if now > at:
                     moved = clock()
-                    left = 0 if now >= last else left - store.journal_count(at, now)
+                    passed = store.journal_count(at, now, instance=_IMPORTED)
+                    left = 0 if now >= last else left - passed
                     at = now
                 progress.update(task, completed=total - left)
                 failures = 0 if sink.stats.failures == failed_before else failures + 1
                 if failures >= max_failures or clock() - moved > patience:
                     break
-    result.left = left and store.journal_count(store.cursor(MATOMO), last)
-    result.dead_lettered = store.dead_letter_count(first + 1, last)
+    result.left = left and store.journal_count(store.cursor(MATOMO), last, instance=_IMPORTED)
+    result.dead_lettered = store.dead_letter_count(first + 1, last, instance=_IMPORTED)
     result.sent = total - left - result.dead_lettered
     return result
 

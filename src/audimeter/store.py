@@ -903,10 +903,12 @@ class Store:
                 oldest = int(parked)
         return oldest
 
-    def journal_count(self, after: int, upto: int) -> int:
-        """How many events with a seq above `after`, up to `upto`, are in the journal."""
+    def journal_count(self, after: int, upto: int, *, instance: str = "*") -> int:
+        """How many events with a seq above `after`, up to `upto`, are in the journal; with
+        `instance`, only those of sessions whose instance matches that GLOB pattern."""
         row = self._db.execute(
-            "SELECT count(*) FROM journal WHERE seq > ? AND seq <= ?", (after, upto)
+            "SELECT count(*) FROM journal WHERE seq > ? AND seq <= ? AND instance GLOB ?",
+            (after, upto, instance),
         ).fetchone()
         return int(row[0])
 
@@ -1009,10 +1011,12 @@ class Store:
             cursor = db.execute("UPDATE parked SET held=0 WHERE site=? AND held=1", (site,))
         return cursor.rowcount
 
-    def dead_letter_count(self, first: int, last: int) -> int:
-        """How many dead letters have a seq from `first` to `last`."""
+    def dead_letter_count(self, first: int, last: int, *, instance: str = "*") -> int:
+        """How many dead letters have a seq from `first` to `last`; with `instance`, only those
+        of sessions whose instance matches that GLOB pattern."""
         row = self._db.execute(
-            "SELECT count(*) FROM dead_letter WHERE seq BETWEEN ? AND ?", (first, last)
+            "SELECT count(*) FROM dead_letter WHERE seq BETWEEN ? AND ? AND instance GLOB ?",
+            (first, last, instance),
         ).fetchone()
         return int(row[0])
 

@@ -22,7 +22,7 @@ import pytest
 from rich.console import Console
 
 from audimeter.config import Config, parse_config
-from audimeter.events import Event, SessionEnded, SessionKeptAlive, SessionStarted
+from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
     deliver,
@@ -34,7 +34,7 @@ from audimeter.matomo.mapping import SaltSource, mapper_for, visitor_id
 from audimeter.matomo.sink import Backoff
 from audimeter.sessionizer import Sessionizer
 from audimeter.sources.accesslog import text_lines
-from audimeter.store import Store
+from audimeter.store import Stamped, Store
 from tests.support.audimeter import AudimeterProcess, wait_for
 from tests.support.fixtures import ICECAST_25, live_observations
 from tests.support.geoip import write_countries
@@ -434,6 +434,21 @@ def key_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def journaled_session(store: Store, instance: str, keepalives: int) -> int:
+    """Journal a session of `instance` (its start and keep-alives, as an import of a file with
+    the key `instance` does); returns how many events."""
+    session = Session("main", instance, "/live.mp3", "1", "192.0.2.1", VLC, "", BASE, 0)
+    events: list[Event] = [SessionStarted(session)]
+    events += [
+        SessionKeptAlive(session, BASE + 60 * n, BASE + 60 * (n - 1))
+        for n in range(1, 1 + keepalives)
+    ]
+    store.commit_import(
+        instance, "main", "log", 1, [Stamped(e, "0123456789abcdef") for e in events]
+    )
+    return len(events)
+
+
 def test_delivery_gives_up_after_failures_and_keeps_the_requests(
     tmp_path: Path, matomo: RecordingMatomo
 ) -> None:
@@ -441,7 +456,7 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
     assert config.matomo is not None
     store = Store.open(tmp_path / "state.db")
     try:
-        store.queue_requests([f"?idsite=1&rec=1&n={i}" for i in range(12)])
+        assert journaled_session(store, "import:k", 11) == 12
         console = Console(file=io.StringIO())
         matomo.fail_with(500)
         result = asyncio.run(
@@ -453,6 +468,22 @@ def test_delivery_gives_up_after_failures_and_keeps_the_requests(
         result = asyncio.run(deliver(store, config, "s", console))
         assert (result.sent, result.left, result.complete) == (12, 0, True)
         assert len(matomo.requests) == 12
+    finally:
+        store.close()
+
+
+def test_delivery_counts_the_imported_events_only(tmp_path: Path, matomo: RecordingMatomo) -> None:
+    """A running daemon's live events journaled among an import's go along (the journal is
+    sent in order), but what the import reports as delivered is its own."""
+    config = config_for(matomo, tmp_path)
+    store = Store.open(tmp_path / "state.db")
+    try:
+        before = journaled_session(store, "2026-12-03T10:00:00+0000", 2)
+        imported = journaled_session(store, "import:k", 4)
+        journaled_session(store, "2026-12-03T10:00:01+0000", 1)
+        result = asyncio.run(deliver(store, config, "s", Console(file=io.StringIO())))
+        assert (result.sent, result.left, result.complete) == (imported, 0, True)
+        assert len(matomo.requests) >= before + imported
     finally:
         store.close()
 
