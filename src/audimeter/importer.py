@@ -802,9 +802,10 @@ async def deliver(
     stall: float | None = None,
 ) -> Delivery:
     """Hand the journaled events to the configured outputs now, not those journaled later:
-    [jsonl] writes them all; Matomo until none is left, `max_failures` attempts in a row failed,
-    or none was delivered for `stall` seconds (by default twice Matomo's timeout plus 30 s).
-    The `stdout` output (no [matomo], no [jsonl]) is `audimeter run`'s: it writes them there.
+    [jsonl] writes them all; Matomo until no imported one is left (nor any journaled before it),
+    `max_failures` attempts in a row failed, or none was delivered for `stall` seconds (by
+    default twice Matomo's timeout plus 30 s). The `stdout` output (no [matomo], no [jsonl]) is
+    `audimeter run`'s: it writes them there.
 
     `audimeter run` may be sending from the same journal meanwhile: whoever holds an output's
     lock sends its next batch, and what either delivers counts. Only imported events are
