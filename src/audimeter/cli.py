@@ -129,7 +129,10 @@ def check_command(config_path: Path) -> None:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Print the requests that would be sent (time, kind, visitor, mount, IP); send nothing.",
+    help=(
+        "Print the visit each session would become (start, seconds, requests, visitor, mount, "
+        "IP); send and store nothing."
+    ),
 )
 @click.argument(
     "logfiles",

@@ -27,7 +27,6 @@ import hashlib
 import heapq
 import io
 import itertools
-import operator
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,7 +52,7 @@ from rich.text import Text
 
 from audimeter.clients import USER_AGENT
 from audimeter.config import Config, SourceConfig
-from audimeter.events import Event, Session, SessionKeptAlive, SessionStarted
+from audimeter.events import Event, Session
 from audimeter.journal import Stamper
 from audimeter.matomo.mapping import SaltSource, mapper_for, visitor_id
 from audimeter.matomo.sink import Backoff, MatomoSink
@@ -61,7 +60,7 @@ from audimeter.observations import Listener
 from audimeter.outputs.factory import make_outputs
 from audimeter.policy import ListenerPolicy
 from audimeter.privacy import SaltBook
-from audimeter.sessionizer import Admit, replay_session
+from audimeter.sessionizer import Admit, keepalive_step, replay_session, replayed_requests
 from audimeter.slots import SlotPool
 from audimeter.sources.accesslog import (
     Skip,
@@ -427,9 +426,8 @@ def new_session(
 
 _new = object.__new__
 
-_Keyed = tuple[int, int, int, Event]
-"""(request time, line, index in its session, event): the order of the whole-file plan."""
-_EVENT = operator.itemgetter(3)
+Planned = tuple[Session, int, int]
+"""A session of a log as planned: (session, end, number of requests it becomes)."""
 
 
 class _Slots:
@@ -458,11 +456,12 @@ class _Slots:
 
 
 class Planner:
-    """Every event of every session of a log, streamed, given its `Survey`.
+    """Every session of a log, streamed, given its `Survey`.
 
-    The events are those of the whole-file plan, with the same slots, and each visitor's in the
-    same order: by their requests' times, then line, then their order in the session. Events
-    of different visitors may come in another order, which changes nothing in Matomo.
+    The sessions are those of the whole-file plan, with the same slots, and each visitor's in
+    the same order: by start, then end, then line. A visitor's sessions do not overlap, so
+    its requests keep their time order when each session's are sent together. Sessions of
+    different visitors may come in another order, which changes nothing in Matomo.
     """
 
     def __init__(
@@ -493,7 +492,7 @@ class Planner:
         only one (slot 0), else the slot rule's state."""
         self._settled = 0
 
-    def plan(self, listens: Iterable[Listen]) -> Iterator[Event]:
+    def plan(self, listens: Iterable[Listen]) -> Iterator[Planned]:
         block, size, long = 0, BLOCK, LONG
         floors, ahead, wait = self._floors, self._ahead, self._wait
         waiting = self._waiting
@@ -558,16 +557,17 @@ class Planner:
         longs = self._ahead.get(identity)
         return floor if longs is None else min(floor, longs[-1][1])
 
-    def _settle(self, floor: int) -> list[Event]:
+    def _settle(self, floor: int) -> list[Planned]:
         """Slot the sessions that start before `floor` (but those a long session still to
-        come may precede), and give their events in the whole-file plan's order."""
+        come may precede), and give them in `Listen` order."""
         slots, ahead, settings = self._slots, self._ahead, self._settings
-        source, instance, replay = self._source, self._instance, replay_session
-        interval, catchup_gap = settings.keepalive_interval, settings.catchup_gap
+        source, instance = self._source, self._instance
+        interval = settings.keepalive_interval
+        step = keepalive_step(interval, settings.catchup_gap)
         min_session = settings.min_session
-        ready: list[_Keyed] = []
+        ready: list[Planned] = []
         add = ready.append
-        sessions = too_short = 0
+        requests = too_short = 0
         for listen in self._due(floor):
             start, end, line, mount, ip, user_agent, referrer = listen
             identity = (ip, user_agent)
@@ -582,37 +582,23 @@ class Planner:
                 if state.__class__ is int:
                     state = slots[identity] = _Slots(state)
                 slot = state.take(start, end)  # type: ignore[union-attr]
-            events = replay(
-                new_session(
-                    source, instance, mount, str(line), ip, user_agent, referrer, start, slot
-                ),
-                end,
-                keepalive_interval=interval,
-                catchup_gap=catchup_gap,
-                min_session=min_session,
-            )
-            if not events:
+            if end - start < min_session:  # it held its slot all the same, as live
                 too_short += 1
                 continue
-            sessions += 1
-            # The session's requests go now, all of them: a session of the same visitor
-            # settled later starts after this one ended, so none of its requests can come
-            # between. Those of other visitors may; Matomo keeps visitors apart. A request
-            # goes a second before its event's time (the keep-alives come after the start,
-            # the end not before it), but never before the start.
-            last = len(events) - 1
-            add((start, line, 0, events[0]))
-            for index in range(1, last):
-                event = events[index]
-                add((event.at - 1, line, index, event))
-            add((end - 1 if end > start else start, line, last, events[last]))
+            # The session goes now, whole: one of the same visitor settled later starts after
+            # this one ended, so none of its requests can come between.
+            count = replayed_requests(end - start, interval, step)
+            requests += count
+            session = new_session(
+                source, instance, mount, str(line), ip, user_agent, referrer, start, slot
+            )
+            add((session, end, count))
         self._forget(floor)
-        ready.sort()
         counts = self._counts
-        counts.sessions += sessions
+        counts.sessions += len(ready)
         counts.too_short += too_short
-        counts.requests += len(ready)
-        return list(map(_EVENT, ready))
+        counts.requests += requests
+        return ready
 
     def _forget(self, floor: int) -> None:
         """Now and then, drop the slots of look-alikes whose sessions all ended by `floor`: any
@@ -652,9 +638,9 @@ class PlanSetup:
     def listens(self, texts: Iterable[str], counts: Counts, first: int = 1) -> Iterator[Listen]:
         return collect_listens(texts, self.source, self.policy, counts, first)
 
-    def events(
+    def sessions(
         self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
-    ) -> Iterator[Event]:
+    ) -> Iterator[Planned]:
         planner = Planner(
             found,
             source=self.source.name,
@@ -663,6 +649,20 @@ class PlanSetup:
             counts=counts,
         )
         return planner.plan(listens)
+
+    def events(
+        self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
+    ) -> Iterator[Event]:
+        """The events of the sessions, each session's together."""
+        interval, catchup_gap = self.settings.keepalive_interval, self.settings.catchup_gap
+
+        def replayed(planned: Planned) -> list[Event]:
+            return replay_session(
+                planned[0], planned[1], keepalive_interval=interval, catchup_gap=catchup_gap
+            )
+
+        planned = self.sessions(found, listens, key=key, counts=counts)
+        return itertools.chain.from_iterable(map(replayed, planned))
 
 
 def plan_lines(
@@ -723,28 +723,14 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def dry_run_lines(salt: str | SaltSource) -> Callable[[Event], str]:
-    """The line `--dry-run` prints for each event of a plan: time, kind, visitor, mount, ip of
-    the request it would become. What a session's events share (visitor id, mount, address) is
-    worked out once per session, a visitor id once per listener and slot (listeners come back),
-    and the time once per second (sessions end near each other)."""
-    tails: dict[int, str] = {}
-    """By the id of a session, alive while its end is still to come."""
-    visitors: dict[tuple[str, str, int], str] = {}
-    """Visitor ids by (address, player, slot), with a fixed salt."""
+def dry_run_lines(salt: str | SaltSource) -> Callable[[Planned], str]:
+    """The line `--dry-run` prints for each session of a plan, the Matomo visit it would
+    become: start, seconds, requests, visitor, mount, address. A visitor id is worked out once
+    per salt, listener and slot (listeners come back), a time once per second."""
+    visitors: dict[tuple[str, str, str, int], str] = {}
     minutes: dict[int, str] = {}
     seconds: dict[int, str] = {}
-
-    def visitor(session: Session) -> str:
-        if not isinstance(salt, str):
-            return visitor_id(salt, session)
-        key = (session.ip, session.user_agent, session.slot)
-        found = visitors.get(key)
-        if found is None:
-            if len(visitors) >= 100_000:
-                visitors.clear()
-            found = visitors[key] = visitor_id(salt, session)
-        return found
+    salt_at = (lambda _at: salt) if isinstance(salt, str) else salt
 
     def time(timestamp: int) -> str:
         minute, second = divmod(timestamp, 60)
@@ -758,19 +744,21 @@ def dry_run_lines(salt: str | SaltSource) -> Callable[[Event], str]:
         text = seconds[timestamp] = f"{prefix}{second:02d}Z"
         return text
 
-    def line(event: Event) -> str:
-        session = event.session
-        cls = event.__class__
-        if cls is SessionStarted:
-            tails[id(session)] = tail = f" {visitor(session)} {session.mount} {session.ip}\n"
-            at = session.started_at
-            return (seconds.get(at) or time(at)) + " pageview" + tail
-        at = event.at - 1
-        if at < session.started_at:
-            at = session.started_at
-        if cls is SessionKeptAlive:
-            return (seconds.get(at) or time(at)) + " keep-alive" + tails[id(session)]
-        return (seconds.get(at) or time(at)) + " end" + tails.pop(id(session))
+    def line(planned: Planned) -> str:
+        session, end, count = planned
+        at = session.started_at
+        ip = session.ip
+        key = (salt_at(at), ip, session.user_agent, session.slot)
+        visitor = visitors.get(key)
+        if visitor is None:
+            if len(visitors) >= 100_000:
+                visitors.clear()
+            visitor = visitors[key] = visitor_id(key[0], session)
+        # A log's durations are never negative: the session ends at `at` or later.
+        return (
+            f"{seconds.get(at) or time(at)} {end - at} s {count} requests "
+            f"{visitor} {session.mount} {ip}\n"
+        )
 
     return line
 
@@ -912,16 +900,18 @@ class _Run:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
                 # The lines the survey saw, should the file have grown since.
                 texts = first_lines(self._read(path, progress, f"reading {path.name}"), read.lines)
-                events = setup.events(found, setup.listens(texts, counts), key=key, counts=counts)
+                listens = setup.listens(texts, counts)
                 if self.dry_run:
+                    sessions = setup.sessions(found, listens, key=key, counts=counts)
                     line = dry_run_lines(self.salt)
                     write = self.console.file.write
                     # Written a few thousand lines at a time: one write per line costs more.
                     for text in iter(
-                        lambda: "".join(map(line, itertools.islice(events, 4096))), ""
+                        lambda: "".join(map(line, itertools.islice(sessions, 4096))), ""
                     ):
                         write(text)
                 else:
+                    events = setup.events(found, listens, key=key, counts=counts)
                     assert self.store is not None
                     stamped = self.stamp.each_session_once(itertools.islice(events, done, None))
                     self.store.commit_import(

@@ -684,7 +684,7 @@ def _keep_alive(
     # A due time is skipped while the one after it still comes within `catchup` of the previous
     # request, so the ones kept are `step` apart: worked out, not walked interval by interval
     # (a session of a day has hundreds of intervals).
-    step = max(1, catchup // interval) * interval
+    step = keepalive_step(interval, catchup) * interval
     for due in range(previous + step, last_due, step):
         events.append(SessionKeptAlive(session, due, due - step))
         previous = due
@@ -715,3 +715,16 @@ def replay_session(
     previous = start + (end - start) // keepalive_interval * keepalive_interval
     events.append(SessionEnded(session, end, previous, reason))
     return events
+
+
+def keepalive_step(interval: int, catchup: int | None) -> int:
+    """The intervals between the keep-alives of a session seen late (`_keep_alive`)."""
+    return max(1, max(interval, catchup or 0) // interval)
+
+
+def replayed_requests(seconds: int, interval: int, step: int) -> int:
+    """How many events `replay_session` gives a session of `seconds` (not too short), with
+    `keepalive_interval=interval` and a `keepalive_step` of `step`, worked out without building
+    them: a dry run of a month of log counts millions."""
+    # The keep-alives are `step` intervals apart, the last at the last interval passed.
+    return 2 - (-(seconds // interval) // step) if seconds > 0 else 2

@@ -250,25 +250,28 @@ def test_gzipped_log_and_several_files(tmp_path: Path, matomo: RecordingMatomo) 
 
 def test_dry_run_sends_and_stores_nothing(tmp_path: Path, matomo: RecordingMatomo) -> None:
     config = write_config(tmp_path, matomo)
-    log = write_log(tmp_path / "access.log", LISTENERS[1:2])
+    log = write_log(tmp_path / "access.log", LISTENERS[:2])
     result = audimeter_import(config, "--source", "main", "--dry-run", log)
     assert result.returncode == 0, result.stderr
-    played = LISTENERS[1]
     rows = [line.split(" ") for line in result.stdout.splitlines()[:-1]]
-    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
-        (iso(played.start), "pageview", "/live.mp3", played.ip),
-        (iso(played.end - 1), "end", "/live.mp3", played.ip),
+    # An hour with a keep-alive every 1680 s (14 intervals, the last visit_length - 1 s or
+    # less), then 90 s: a pageview and an end only.
+    assert [(r[0], r[1], r[2], r[3], r[4], r[6], r[7]) for r in rows] == [
+        (iso(BASE), "3600", "s", "5", "requests", "/live.mp3", "198.51.100.1"),
+        (iso(BASE + 60), "90", "s", "2", "requests", "/live.mp3", "198.51.100.2"),
     ]
-    assert len({r[2] for r in rows}) == 1
-    assert "1 listener sessions" in result.stdout.splitlines()[-1]
-    assert "(dry run)" in result.stdout
+    assert all(len(r) == 8 and len(r[5]) == 16 for r in rows)
+    assert result.stdout.splitlines()[-1].endswith(
+        "10 lines, 2 listener sessions, 1 filtered, 0 too short, 2 bad, 5 not listeners; "
+        "7 requests (dry run)"
+    )
     assert matomo.batches == []
     assert not (tmp_path / "state.db").exists()
 
     # not remembered: the real import afterwards sends it
     result = audimeter_import(config, "--source", "main", log)
     assert result.returncode == 0, result.stderr
-    assert len(matomo.requests) == 2
+    assert len(matomo.requests) == 7
 
 
 def iso(t: int) -> str:
@@ -340,16 +343,12 @@ def test_encoder_matches_the_mapper(tmp_path: Path, matomo: RecordingMatomo) -> 
     assert [mapper.query_string(e) for e in events] == [
         "?" + urlencode(mapper.params(e)) for e in events
     ]
-    line = dry_run_lines("salt")
-    printed = [line(e) for e in events]
-    assert printed[0].startswith(iso(BASE) + " pageview ")
-    assert printed[0].endswith(f" {events[0].session.mount} {events[0].session.ip}\n")
-    assert {text.split()[1] for text in printed} == {"pageview", "keep-alive", "end"}
 
 
 @pytest.mark.parametrize("salt", ["salt", lambda at: f"salt of day {at // 86400}"])
-def test_dry_run_lines_are_the_requests_told_one_by_one(salt: str | SaltSource) -> None:
-    """The dry run's remembered visitor ids and times give what each event tells alone."""
+def test_dry_run_lines_are_the_sessions_told_one_by_one(salt: str | SaltSource) -> None:
+    """The dry run's remembered visitor ids and times give what each session tells alone,
+    with the number of its requests."""
     connections = [  # (end, seconds, address, player): returning, look-alikes, 0 s, days
         (100, 30, "192.0.2.1", VLC),
         (160, 100, "192.0.2.1", VLC),
@@ -375,16 +374,22 @@ def test_dry_run_lines_are_the_requests_told_one_by_one(salt: str | SaltSource) 
     events = list(
         plan_lines(lines, config=config, source=config.sources[0], key="k" * 64, counts=Counts())
     )
-    kinds = {SessionStarted: "pageview", SessionKeptAlive: "keep-alive", SessionEnded: "end"}
+    sessions: list[tuple[Session, int, int]] = []
+    for event in events:
+        if isinstance(event, SessionStarted):
+            sessions.append((event.session, 0, 1))
+        else:
+            session, _end, requests = sessions.pop()
+            sessions.append((session, event.at, requests + 1))
+            assert session is event.session  # a session's events come together
+    assert len(sessions) == len(connections)
     line = dry_run_lines(salt)
-    for event in events * 2:  # the second time round, from what was remembered
-        session = event.session
-        at = session.started_at if isinstance(event, SessionStarted) else event.at - 1
+    for session, end, requests in sessions * 2:  # the second time round, from what was kept
         told = (
-            f"{iso(max(at, session.started_at))} {kinds[type(event)]} "
+            f"{iso(session.started_at)} {end - session.started_at} s {requests} requests "
             f"{visitor_id(salt, session)} {session.mount} {session.ip}\n"
         )
-        assert line(event) == told
+        assert line((session, end, requests)) == told
 
 
 def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:

@@ -34,6 +34,9 @@ from audimeter.sessionizer import (
     Sessionizer,
     SessionOpened,
     _keep_alive,
+    keepalive_step,
+    replay_session,
+    replayed_requests,
 )
 from tests.support.fixtures import (
     ICECAST_25,
@@ -298,6 +301,20 @@ def test_keep_alives_worked_out_are_those_walked(
     got = [(e.at, e.previous_at) for e in events if isinstance(e, SessionKeptAlive)]
     assert len(got) == len(events)
     assert got == walked_keep_alives(session, previous, at, interval, catchup)
+
+
+@pytest.mark.parametrize("interval", [1, 7, 60, 1500])
+@pytest.mark.parametrize("catchup_gap", [None, 0, 59, 60, 1799, 3600])
+@pytest.mark.parametrize("seconds", [0, 1, 6, 7, 59, 60, 61, 1799, 1800, 1801, 10_801, 200_000])
+def test_replayed_requests_counts_what_replay_session_gives(
+    interval: int, catchup_gap: int | None, seconds: int
+) -> None:
+    session = Session(SRC, A, "/live", "7", "10.0.0.1", "VLC", "", 1_000, 0)
+    events = replay_session(
+        session, 1_000 + seconds, keepalive_interval=interval, catchup_gap=catchup_gap
+    )
+    step = keepalive_step(interval, catchup_gap)
+    assert replayed_requests(seconds, interval, step) == len(events)
 
 
 def test_slots_tell_identical_listeners_apart_and_are_reused() -> None:
