@@ -2,9 +2,9 @@
 was.
 
 The digests were taken from the import as it was before its parsing and delivery were made
-faster (the history's, once it kept players and countries), and again when each session's
-events came to be journaled together (the same rows in another order); a change of any
-journaled field, visitor id, history row, count or order shows up here."""
+faster (the history's, once it kept players and countries); a change of any journaled field,
+visitor id, history row, count or of the order of a visitor's events shows up here. The order
+among visitors is free (Matomo keeps them apart), and so is the history's."""
 
 from __future__ import annotations
 
@@ -107,6 +107,15 @@ def digest(rows: list[tuple[object, ...]]) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
+def by_visitor(journal: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The journal's rows without their sequence numbers, each visitor's in journal order, the
+    visitors in the order of their ids."""
+    visitors: dict[str, list[tuple[object, ...]]] = {}
+    for row in journal:
+        visitors.setdefault(str(row[15]), []).append(row[1:])
+    return [row for visitor in sorted(visitors) for row in visitors[visitor]]
+
+
 def test_a_mixed_log_journals_and_records_what_it_did(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_text(mixed_log(), encoding="utf-8", newline="")
@@ -133,7 +142,10 @@ def test_a_mixed_log_journals_and_records_what_it_did(tmp_path: Path) -> None:
     dry = io.StringIO()
     assert run_import(config, "main", [log], dry_run=True, out=dry, err=io.StringIO()) == 0
     shown = dry.getvalue().splitlines()
-    assert (len(shown), digest([(line,) for line in shown[:-1]])) == (737, "51520d33a92a698c")
+    assert (len(shown), digest([(line,) for line in sorted(shown[:-1])])) == (
+        737,
+        "51d7d689ec44f1e1",
+    )
     assert sum(int(line.split()[3]) for line in shown[:-1]) == 10047  # requests per session
     out = io.StringIO()
     assert run_import(config, "main", [log], out=out, err=io.StringIO()) == 0
@@ -148,5 +160,5 @@ def test_a_mixed_log_journals_and_records_what_it_did(tmp_path: Path) -> None:
     with sqlite3.connect(state) as db:
         journal = db.execute("SELECT * FROM journal ORDER BY seq").fetchall()
         history = db.execute("SELECT * FROM history ORDER BY id").fetchall()
-    assert (len(journal), digest(journal)) == (10047, "522351f9151c1914")
-    assert (len(history), digest(history)) == (736, "091a175acdcedc7a")
+    assert (len(journal), digest(by_visitor(journal))) == (10047, "c42784ac31a25e8d")
+    assert (len(history), digest(sorted(row[1:] for row in history))) == (736, "9a0a22fa3938a44a")
