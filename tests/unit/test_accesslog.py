@@ -10,10 +10,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audimeter.sources.accesslog import (
+    _STAMP,
     LogEntry,
     Skip,
+    _icecast_end,
     icecast_spans,
     is_directive,
     is_listener,
@@ -648,6 +652,29 @@ def span_of_line(line: str) -> tuple[int, int] | None:
     if end is None or len(last) > 18 or not last.isascii() or not last.isdigit():
         return None
     return end, int(last)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    stamp=st.one_of(
+        st.builds(
+            "{:02d}/{}/{:04d}:{:02d}:{:02d}:{:02d} {}{:04d}".format,
+            st.integers(0, 32),
+            st.sampled_from(("Jan", "Feb", "feb", "Xyz", "Dec")),
+            st.integers(1969, 2100),
+            st.integers(0, 25),
+            st.integers(0, 61),
+            st.integers(0, 99),
+            st.sampled_from("+-"),
+            st.integers(0, 1400),
+        ),
+        st.text(alphabet="0123456789/:+- FebNov٣", max_size=30),
+    )
+)
+def test_a_time_told_by_its_minute_is_the_time_read_whole(stamp: str) -> None:
+    match = _STAMP.fullmatch(stamp)
+    assert stamp_end(stamp) == (None if match is None else _icecast_end(*match.groups()))
+    assert stamp_end(stamp) == stamp_end(stamp)  # remembered alike
 
 
 def span_rows(rows: list[tuple[str, str]]) -> list[tuple[int, int] | None]:

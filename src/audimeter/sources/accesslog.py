@@ -228,6 +228,9 @@ _STAMP = re.compile(
     r"([0-9]{2}/[A-Za-z]{3}/[0-9]{4}):([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})"
 )
 _stamps: dict[str, int | None] = {}
+_minute_ends: dict[str, int | None] = {}
+_SECONDS = {f"{second:02d}": second for second in range(61)}
+"""The seconds field of a valid time (60 for a leap second), by its text."""
 
 
 # `icecast_span` of each line of a text at once: the three fields before the time have no
@@ -261,13 +264,21 @@ _new_heard = tuple.__new__
 
 def stamp_end(stamp: str) -> int | None:
     """`_icecast_end` of a time field as one string ("26/Nov/2026:12:44:30 +0000"), remembered:
-    the lines of one second share it."""
+    the lines of one second share it, and a second is told from the time of its minute (a log
+    has a new second every few lines)."""
     end = _stamps.get(stamp, -1)
     if end == -1:
-        match = _STAMP.fullmatch(stamp)
+        minute = stamp[:18] + "00" + stamp[20:]
+        start = _minute_ends.get(minute, -1)
+        if start == -1:
+            match = _STAMP.fullmatch(minute)
+            if len(_minute_ends) > 10_000:
+                _minute_ends.clear()
+            start = _minute_ends[minute] = None if match is None else _icecast_end(*match.groups())
+        second = _SECONDS.get(stamp[18:20])
         if len(_stamps) > 100_000:
             _stamps.clear()
-        end = _stamps[stamp] = None if match is None else _icecast_end(*match.groups())
+        end = _stamps[stamp] = None if start is None or second is None else start + second
     return end
 
 
