@@ -726,38 +726,35 @@ def _iso(timestamp: int) -> str:
 def dry_run_lines(salt: str | SaltSource) -> Callable[[Planned], str]:
     """The line `--dry-run` prints for each session of a plan, the Matomo visit it would
     become: start, seconds, requests, visitor, mount, address. A visitor id is worked out once
-    per salt, listener and slot (listeners come back), a time once per second."""
+    per salt, listener and slot (listeners come back), a time's text once per minute."""
     visitors: dict[tuple[str, str, str, int], str] = {}
     minutes: dict[int, str] = {}
-    seconds: dict[int, str] = {}
+    suffixes = [f"{second:02d}Z" for second in range(60)]
     salt_at = (lambda _at: salt) if isinstance(salt, str) else salt
 
-    def time(timestamp: int) -> str:
-        minute, second = divmod(timestamp, 60)
-        prefix = minutes.get(minute)
-        if prefix is None:
-            if len(minutes) > 100_000:
-                minutes.clear()
-            prefix = minutes[minute] = _iso(minute * 60)[:-3]
-        if len(seconds) > 100_000:
-            seconds.clear()
-        text = seconds[timestamp] = f"{prefix}{second:02d}Z"
+    def minute_text(minute: int) -> str:
+        if len(minutes) > 100_000:
+            minutes.clear()
+        text = minutes[minute] = _iso(minute * 60)[:-3]
         return text
+
+    def new_visitor(key: tuple[str, str, str, int], session: Session) -> str:
+        if len(visitors) >= 100_000:
+            visitors.clear()
+        visitor = visitors[key] = visitor_id(key[0], session)
+        return visitor
 
     def line(planned: Planned) -> str:
         session, end, count = planned
         at = session.started_at
         ip = session.ip
+        minute = at // 60
         key = (salt_at(at), ip, session.user_agent, session.slot)
-        visitor = visitors.get(key)
-        if visitor is None:
-            if len(visitors) >= 100_000:
-                visitors.clear()
-            visitor = visitors[key] = visitor_id(key[0], session)
         # A log's durations are never negative: the session ends at `at` or later.
         return (
-            f"{seconds.get(at) or time(at)} {end - at} s {count} requests "
-            f"{visitor} {session.mount} {ip}\n"
+            f"{minutes.get(minute) or minute_text(minute)}{suffixes[at % 60]} {end - at} s "
+            f"{count} requests {visitors.get(key) or new_visitor(key, session)} "
+            f"{session.mount} {ip}\n"
         )
 
     return line
