@@ -54,7 +54,7 @@ from audimeter.clients import USER_AGENT
 from audimeter.config import Config, SourceConfig
 from audimeter.events import Event, Session
 from audimeter.journal import Stamper
-from audimeter.matomo.mapping import SaltSource, mapper_for, visitor_id
+from audimeter.matomo.mapping import SaltSource, listener_visitor_id, mapper_for
 from audimeter.matomo.sink import Backoff, MatomoSink
 from audimeter.observations import Listener
 from audimeter.outputs.factory import make_outputs
@@ -426,8 +426,8 @@ def new_session(
 
 _new = object.__new__
 
-Planned = tuple[Session, int, int]
-"""A session of a log as planned: (session, end, number of requests it becomes)."""
+Planned = tuple[Listen, int, int]
+"""A session of a log as planned: (its line, its slot, the number of requests it becomes)."""
 
 
 class _Slots:
@@ -464,19 +464,9 @@ class Planner:
     different visitors may come in another order, which changes nothing in Matomo.
     """
 
-    def __init__(
-        self,
-        found: Survey,
-        *,
-        source: str,
-        instance: str,
-        settings: ReplaySettings,
-        counts: Counts,
-    ) -> None:
+    def __init__(self, found: Survey, *, settings: ReplaySettings, counts: Counts) -> None:
         self._floors = found.floors
         self._ahead = found.ahead
-        self._source = source
-        self._instance = instance
         self._settings = settings
         self._counts = counts
         self._waiting: dict[int, list[Listen]] = {}
@@ -492,7 +482,8 @@ class Planner:
         only one (slot 0), else the slot rule's state."""
         self._settled = 0
 
-    def plan(self, listens: Iterable[Listen]) -> Iterator[Planned]:
+    def plan(self, listens: Iterable[Listen]) -> Iterator[list[Planned]]:
+        """The sessions, a block's worth at a time."""
         block, size, long = 0, BLOCK, LONG
         floors, ahead, wait = self._floors, self._ahead, self._wait
         waiting = self._waiting
@@ -500,7 +491,7 @@ class Planner:
             start, end, line = listen[0], listen[1], listen[2]
             if line // size != block:
                 block = line // size
-                yield from self._settle(floors[block])
+                yield self._settle(floors[block])
             if end - start > long:
                 self._passed((listen.ip, listen.user_agent), ahead)
             # `_wait`, inline: this runs for every session.
@@ -509,7 +500,7 @@ class Planner:
                 wait(listen)
             else:
                 same_minute.append(listen)
-        yield from self._settle(_NEVER)
+        yield self._settle(_NEVER)
 
     def _wait(self, listen: Listen) -> None:
         minute = listen.start >> 6
@@ -561,7 +552,6 @@ class Planner:
         """Slot the sessions that start before `floor` (but those a long session still to
         come may precede), and give them in `Listen` order."""
         slots, ahead, settings = self._slots, self._ahead, self._settings
-        source, instance = self._source, self._instance
         interval = settings.keepalive_interval
         step = keepalive_step(interval, settings.catchup_gap)
         min_session = settings.min_session
@@ -569,7 +559,7 @@ class Planner:
         add = ready.append
         requests = too_short = 0
         for listen in self._due(floor):
-            start, end, line, mount, ip, user_agent, referrer = listen
+            start, end, _line, _mount, ip, user_agent, _referrer = listen
             identity = (ip, user_agent)
             if identity in ahead and start >= self._horizon(identity, floor):
                 heapq.heappush(self._parked.setdefault(identity, []), listen)
@@ -589,10 +579,7 @@ class Planner:
             # this one ended, so none of its requests can come between.
             count = replayed_requests(end - start, interval, step)
             requests += count
-            session = new_session(
-                source, instance, mount, str(line), ip, user_agent, referrer, start, slot
-            )
-            add((session, end, count))
+            add((listen, slot, count))
         self._forget(floor)
         counts = self._counts
         counts.sessions += len(ready)
@@ -639,30 +626,29 @@ class PlanSetup:
         return collect_listens(texts, self.source, self.policy, counts, first)
 
     def sessions(
-        self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
-    ) -> Iterator[Planned]:
-        planner = Planner(
-            found,
-            source=self.source.name,
-            instance=f"{IMPORT_INSTANCE}{key[:16]}",
-            settings=self.settings,
-            counts=counts,
-        )
-        return planner.plan(listens)
+        self, found: Survey, listens: Iterable[Listen], *, counts: Counts
+    ) -> Iterator[list[Planned]]:
+        """The sessions planned, a block's worth at a time."""
+        return Planner(found, settings=self.settings, counts=counts).plan(listens)
 
     def events(
         self, found: Survey, listens: Iterable[Listen], *, key: str, counts: Counts
     ) -> Iterator[Event]:
-        """The events of the sessions, each session's together."""
+        """The events of the sessions, each session's together; `key`: the file's."""
+        source, instance = self.source.name, f"{IMPORT_INSTANCE}{key[:16]}"
         interval, catchup_gap = self.settings.keepalive_interval, self.settings.catchup_gap
 
         def replayed(planned: Planned) -> list[Event]:
+            (start, end, line, mount, ip, user_agent, referrer), slot, _count = planned
+            session = new_session(
+                source, instance, mount, str(line), ip, user_agent, referrer, start, slot
+            )
             return replay_session(
-                planned[0], planned[1], keepalive_interval=interval, catchup_gap=catchup_gap
+                session, end, keepalive_interval=interval, catchup_gap=catchup_gap
             )
 
-        planned = self.sessions(found, listens, key=key, counts=counts)
-        return itertools.chain.from_iterable(map(replayed, planned))
+        sessions = itertools.chain.from_iterable(self.sessions(found, listens, counts=counts))
+        return itertools.chain.from_iterable(map(replayed, sessions))
 
 
 def plan_lines(
@@ -738,23 +724,20 @@ def dry_run_lines(salt: str | SaltSource) -> Callable[[Planned], str]:
         text = minutes[minute] = _iso(minute * 60)[:-3]
         return text
 
-    def new_visitor(key: tuple[str, str, str, int], session: Session) -> str:
+    def new_visitor(key: tuple[str, str, str, int]) -> str:
         if len(visitors) >= 100_000:
             visitors.clear()
-        visitor = visitors[key] = visitor_id(key[0], session)
+        visitor = visitors[key] = listener_visitor_id(*key)
         return visitor
 
     def line(planned: Planned) -> str:
-        session, end, count = planned
-        at = session.started_at
-        ip = session.ip
-        minute = at // 60
-        key = (salt_at(at), ip, session.user_agent, session.slot)
-        # A log's durations are never negative: the session ends at `at` or later.
+        (start, end, _line, mount, ip, user_agent, _referrer), slot, count = planned
+        minute = start // 60
+        key = (salt_at(start), ip, user_agent, slot)
+        # A log's durations are never negative: the session ends at `start` or later.
         return (
-            f"{minutes.get(minute) or minute_text(minute)}{suffixes[at % 60]} {end - at} s "
-            f"{count} requests {visitors.get(key) or new_visitor(key, session)} "
-            f"{session.mount} {ip}\n"
+            f"{minutes.get(minute) or minute_text(minute)}{suffixes[start % 60]} {end - start} s "
+            f"{count} requests {visitors.get(key) or new_visitor(key)} {mount} {ip}\n"
         )
 
     return line
@@ -899,14 +882,11 @@ class _Run:
                 texts = first_lines(self._read(path, progress, f"reading {path.name}"), read.lines)
                 listens = setup.listens(texts, counts)
                 if self.dry_run:
-                    sessions = setup.sessions(found, listens, key=key, counts=counts)
                     line = dry_run_lines(self.salt)
                     write = self.console.file.write
-                    # Written a few thousand lines at a time: one write per line costs more.
-                    for text in iter(
-                        lambda: "".join(map(line, itertools.islice(sessions, 4096))), ""
-                    ):
-                        write(text)
+                    # Written a block's worth at a time: one write per line costs more.
+                    for planned in setup.sessions(found, listens, counts=counts):
+                        write("".join(map(line, planned)))
                 else:
                     events = setup.events(found, listens, key=key, counts=counts)
                     assert self.store is not None

@@ -25,6 +25,7 @@ from audimeter.config import Config, parse_config
 from audimeter.events import Event, Session, SessionEnded, SessionKeptAlive, SessionStarted
 from audimeter.importer import (
     Counts,
+    Listen,
     deliver,
     dry_run_lines,
     plan_lines,
@@ -389,7 +390,9 @@ def test_dry_run_lines_are_the_sessions_told_one_by_one(salt: str | SaltSource) 
             f"{iso(session.started_at)} {end - session.started_at} s {requests} requests "
             f"{visitor_id(salt, session)} {session.mount} {session.ip}\n"
         )
-        assert line((session, end, requests)) == told
+        s = session
+        listen = Listen(s.started_at, end, 1, s.mount, s.ip, s.user_agent, s.referrer)
+        assert line((listen, s.slot, requests)) == told
 
 
 def test_slots(tmp_path: Path, matomo: RecordingMatomo) -> None:

@@ -94,7 +94,12 @@ def visitor_id(salt: str | SaltSource, session: Session) -> str:
     """16 hex characters, stable for a listener's address and player while the salt is."""
     if not isinstance(salt, str):
         salt = salt(session.started_at)
-    material = "\x1f".join((salt, session.ip, session.user_agent, str(session.slot)))
+    return listener_visitor_id(salt, session.ip, session.user_agent, session.slot)
+
+
+def listener_visitor_id(salt: str, ip: str, user_agent: str, slot: int) -> str:
+    """`visitor_id` of the session of this listener and slot."""
+    material = "\x1f".join((salt, ip, user_agent, str(slot)))
     return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
