@@ -217,8 +217,8 @@ def memoized(
         source: str, ip: str, user_agent: str, referrer: str
     ) -> tuple[str, str, str] | None:
         key = (source, ip if by_address else "", user_agent, referrer)
-        if key in seen:
-            found = seen[key]
+        found = seen.get(key, _UNSEEN)
+        if found is not _UNSEEN:
             return found if by_address or found is None else (ip, found[1], found[2])
         listener = admit(source, Listener("", ip, user_agent, 0, referrer))
         result = None if listener is None else (listener.ip, listener.user_agent, listener.referrer)
@@ -229,6 +229,9 @@ def memoized(
 
     return admitted
 
+
+_UNSEEN = ("", "", "")
+"""Not in `memoized`'s memory (compared by identity: no outcome is this very tuple)."""
 
 Admitted = Callable[[str, str, str, str], tuple[str, str, str] | None]
 

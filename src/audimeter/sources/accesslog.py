@@ -313,6 +313,8 @@ def scan_icecast_listener(line: str) -> Heard | Skip:
                 return Skip.OTHER
             if duration > MAX_CONNECTED:
                 return Skip.BAD
+            if "\\x" in referrer or "\\x" in agent:  # `_unescaped`'s own test: few are escaped
+                referrer, agent = _unescaped(referrer), _unescaped(agent)
             return _new_heard(
                 Heard,
                 (
@@ -321,8 +323,8 @@ def scan_icecast_listener(line: str) -> Heard | Skip:
                     duration,
                     path,
                     sent_bytes,
-                    "" if referrer == "-" else _unescaped(referrer),
-                    "" if agent == "-" else _unescaped(agent),
+                    "" if referrer == "-" else referrer,
+                    "" if agent == "-" else agent,
                 ),
             )
     return _scan_icecast_slowly(line)
