@@ -862,7 +862,8 @@ class _Run:
 
     def import_file(self, path: Path) -> None:
         setup = PlanSetup.from_config(self.config, self.source)
-        digest = hashlib.sha256()
+        # The key tells a file imported before: without a state file there is none to tell.
+        digest = None if self.store is None else hashlib.sha256()
         read = Counts()
         try:
             with gc_paused(), _progress(self.console, bytes_=True) as progress:
@@ -873,7 +874,7 @@ class _Run:
             self.failed = True
             self.error(f"{path}: cannot read it ({exc})")
             return
-        key = digest.hexdigest()
+        key = "" if digest is None else digest.hexdigest()
         done = 0 if self.store is None else self.store.import_progress(key)
         if done is None:
             _say(self.console, f"{path}: already imported (same content); skipped")
